@@ -1,0 +1,1 @@
+"""Pipeline stages as software-defined assets, one sub-package per warehouse layer."""

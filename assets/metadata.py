@@ -1,0 +1,38 @@
+"""Small helpers that turn warehouse rows into Dagster metadata (previews, column schemas)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dagster as dg
+import duckdb
+
+
+def column_schema(columns: Sequence[tuple[str, str, str]]) -> dg.TableSchema:
+    """A Dagster column schema from (name, SQL type, description) triples."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, sql_type, description) for name, sql_type, description in columns
+        ]
+    )
+
+
+def markdown_preview(
+    con: duckdb.DuckDBPyConnection, query: str, params: Sequence[object] = (), width: int = 60
+) -> dg.MarkdownMetadataValue:
+    """The query's rows as a Markdown table (cells cut to `width` characters)."""
+    # The caller's connection, not a cursor: it must see the caller's uncommitted writes.
+    result = con.execute(query, list(params))
+    rows = result.fetchall()
+    names = [d[0] for d in result.description]
+
+    def cell(value: object) -> str:
+        text = "" if value is None else str(value)
+        text = text.replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    if not rows:
+        lines.append("| " + " | ".join("" for _ in names) + " |")
+    return dg.MetadataValue.md("\n".join(lines))

@@ -1,0 +1,1 @@
+"""Wiring: settings, partitions, jobs, schedules and the one `dg.Definitions`."""

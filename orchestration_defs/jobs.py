@@ -1,0 +1,14 @@
+"""Jobs: named selections of assets that schedules, sensors and people launch."""
+
+import dagster as dg
+
+from orchestration_defs.partitions import daily_partitions
+
+# Catalog + daily orders: the catalog reloads with each run so that new customers and parts
+# are known before a day's orders are validated against them.
+staging_job = dg.define_asset_job(
+    name="staging_job",
+    selection=dg.AssetSelection.groups("staging"),
+    partitions_def=daily_partitions,
+    description="Load the catalog and stage a day's (or a range's) orders from the landing zone.",
+)

@@ -1,0 +1,24 @@
+"""Where things live, from environment variables with defaults that work on a laptop."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """`$ORDERFLOW_DATA_DIR`, else `data/` in the project (never the current directory)."""
+    configured = os.environ.get("ORDERFLOW_DATA_DIR")
+    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "data"
+
+
+def warehouse_database() -> str:
+    """`$ORDERFLOW_WAREHOUSE` (any DuckDB path, `md:` too), else `warehouse.duckdb` in the data dir."""
+    return os.environ.get("ORDERFLOW_WAREHOUSE") or str(data_dir() / "warehouse.duckdb")
+
+
+def landing_dir() -> Path:
+    """The order system's landing zone inside the data dir."""
+    return data_dir() / "landing"

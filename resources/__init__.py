@@ -1,0 +1,1 @@
+"""Resources: one module per outside system, each a `dg.ConfigurableResource` with small public methods."""
