@@ -147,7 +147,8 @@ with line_summary as (
     from checked_lines group by source_file, line_number
 ), typed as (
     select p.batch_day, p.source_file, p.line_number, p.raw_text, p.parse_error, p.doc,
-        concat_ws('; ', {_order_problems}) as field_problems,
+        case when p.doc is not null then concat_ws('; ', {_order_problems}) end
+            as field_problems,
         {_order_typed},
         s.line_count, s.line_problems, s.total_cents
     from parsed p left join line_summary s using (source_file, line_number)

@@ -1,0 +1,43 @@
+# Two commands do everything: `make dev` (install, demo store, dagster dev) and `make test`.
+VENV        := .venv
+BIN         := $(VENV)/bin
+PYTHON      ?= python3
+SCALE       ?= 0.01
+HOST        ?= 127.0.0.1
+PORT        ?= 3000
+DATA_DIR    := $(or $(ORDERFLOW_DATA_DIR),$(CURDIR)/data)
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: dev test install store lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# The demo store: generated once, then caught up to yesterday on every start.
+store: install
+	@if [ ! -d "$(DATA_DIR)/landing/catalog" ]; then \
+		$(BIN)/orderflow-sim generate --scale $(SCALE) --data-dir "$(DATA_DIR)"; fi
+	$(BIN)/orderflow-sim catch-up --data-dir "$(DATA_DIR)"
+
+dev: store
+	mkdir -p "$(DAGSTER_HOME)"
+	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+	ORDERFLOW_DATA_DIR="$(DATA_DIR)" $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python bench/backfill.py --scale $(SCALE)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

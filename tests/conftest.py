@@ -1,0 +1,78 @@
+"""Shared fixtures: one generated SF 0.01 store per session, fresh data dirs and warehouses per test.
+
+The generated landing zone is read-only for tests (the pipeline never writes it), so each test gets
+its own data dir whose `landing/` links to the session's store and whose warehouse is new.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from simulator.history import find_tpchgen, generate_store
+from tests.helpers import HISTORY_END, HISTORY_START, SCALE, load_catalog, make_data_dir, stage
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_dagster_home(tmp_path_factory):
+    """Keep every Dagster instance and temporary file of the session out of the repo."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    os.environ["DAGSTER_HOME"] = str(home)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ.pop("ORDERFLOW_DATA_DIR", None)
+    os.environ.pop("ORDERFLOW_WAREHOUSE", None)
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory) -> Path:
+    """A generated SF 0.01 store (catalog and full order history), shared by the whole session."""
+    data = tmp_path_factory.mktemp("store")
+    generate_store(data, SCALE)
+    return data
+
+
+@pytest.fixture(scope="session")
+def defect_store(tmp_path_factory) -> Path:
+    """An SF 0.01 store carrying corrupted and duplicated records (manifests in simulator/defects)."""
+    data = tmp_path_factory.mktemp("defect-store")
+    generate_store(data, SCALE, corrupt_rate=0.05, duplicate_rate=0.03, seed=7)
+    return data
+
+
+@pytest.fixture(scope="session")
+def tpch_parquet(tmp_path_factory) -> Path:
+    """TPC-H SF 0.01 Parquet straight from tpchgen-cli: the reference for the history."""
+    out = tmp_path_factory.mktemp("tpch")
+    subprocess.run(
+        [str(find_tpchgen()), "parquet", "-s", str(SCALE), "--output-dir", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture
+def data_dir(tmp_path, store_dir) -> Path:
+    """A fresh data dir over the shared store."""
+    return make_data_dir(tmp_path / "data", store_dir)
+
+
+@pytest.fixture(scope="session")
+def staged_history(tmp_path_factory, store_dir) -> Path:
+    """A warehouse with the whole history staged in one run (a full backfill), shared read-only."""
+    data = make_data_dir(tmp_path_factory.mktemp("history") / "data", store_dir)
+    assert load_catalog(data).success
+    assert stage(data, HISTORY_START, HISTORY_END).success
+    return data
+
+
+@pytest.fixture
+def copy_of_history(tmp_path, staged_history) -> Path:
+    """A private copy of the fully staged warehouse, for tests that write to it."""
+    data = make_data_dir(tmp_path / "data", (staged_history / "landing").resolve().parent)
+    shutil.copy(staged_history / "warehouse.duckdb", data / "warehouse.duckdb")
+    return data

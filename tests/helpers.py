@@ -1,0 +1,62 @@
+"""Helpers shared by the tests: data dirs over the session's store, staging runs, queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets.staging.catalog import staging_catalog
+from assets.staging.orders import staging_orders
+from resources.order_system import LandingZoneOrderSystem
+from resources.warehouse import WarehouseResource
+
+SCALE = 0.01
+HISTORY_START, HISTORY_END = "2020-01-01", "2026-08-02"
+
+
+def make_data_dir(root: Path, store: Path) -> Path:
+    """A data dir whose landing zone is the shared store's and whose warehouse is new."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "landing").symlink_to(store / "landing", target_is_directory=True)
+    return root
+
+
+def resources_for(data: Path) -> dict:
+    """The pipeline's resources pointed at one data dir."""
+    return {
+        "warehouse": WarehouseResource(database=str(data / "warehouse.duckdb")),
+        "order_system": LandingZoneOrderSystem(landing_dir=str(data / "landing")),
+    }
+
+
+def load_catalog(data: Path) -> dg.ExecuteInProcessResult:
+    """Materialise the catalog assets into the data dir's warehouse."""
+    return dg.materialize([staging_catalog], resources=resources_for(data))
+
+
+def stage(data: Path, start: str, end: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    """Stage one partition, or the range [start, end] as a single run, as a backfill would."""
+    if end is None:
+        kwargs["partition_key"] = start
+    else:
+        kwargs["tags"] = {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+    return dg.materialize(
+        [staging_orders, staging_catalog],
+        selection=[staging_orders],
+        resources=resources_for(data),
+        **kwargs,
+    )
+
+
+def query(data: Path, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of a query against the data dir's warehouse.
+
+    Through the resource, so that a connection a failed run still holds (DuckDB keeps one database
+    instance per file and process) is shared rather than refused.
+    """
+    with WarehouseResource(database=str(data / "warehouse.duckdb")).connect() as con:
+        return con.execute(sql, params or []).fetchall()

@@ -1,0 +1,131 @@
+"""End to end: `dagster dev` on a free loopback port serves the code location; a partition run
+launched through GraphQL succeeds and lands in the warehouse."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import make_data_dir, query
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = "2020-01-02"
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}
+"""
+STATUS = """
+query Status($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { status } }
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, store_dir):
+    data = make_data_dir(tmp_path / "data", store_dir)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ORDERFLOW_DATA_DIR": str(data),
+        "TMPDIR": str(tmp_path),
+    }
+    dagster = Path(sys.executable).parent / "dagster"
+    log = (tmp_path / "dagster-dev.log").open("w")
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so that it stops with its children
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, (tmp_path / "dagster-dev.log").read_text()
+            time.sleep(0.5)
+        else:
+            pytest.fail("dagster dev did not answer within 120 s")
+        yield url, data
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def graphql(url: str, query_text: str, variables: dict) -> dict:
+    response = requests.post(
+        f"{url}/graphql", json={"query": query_text, "variables": variables}, timeout=30
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+@pytest.mark.slow
+def test_partition_run_launched_through_graphql_succeeds(dagster_dev):
+    url, data = dagster_dev
+    params = {
+        "selector": {
+            "repositoryLocationName": "orderflow",
+            "repositoryName": "__repository__",
+            "jobName": "staging_job",
+        },
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": DAY}]},
+    }
+    # The code server may still be loading the location right after the webserver answers.
+    deadline = time.monotonic() + 60
+    while True:
+        launched = graphql(url, LAUNCH, {"params": params})["launchRun"]
+        if launched["__typename"] == "LaunchRunSuccess" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    status, deadline = None, time.monotonic() + 180
+    while time.monotonic() < deadline:
+        status = graphql(url, STATUS, {"runId": run_id})["runOrError"]["status"]
+        if status in ("SUCCESS", "FAILURE", "CANCELED"):
+            break
+        time.sleep(1)
+    assert status == "SUCCESS"
+    assert query(data, "select count(*) from staging.orders where o_orderdate = ?", [DAY])[0][0] > 0
