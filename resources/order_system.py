@@ -135,7 +135,8 @@ class LandingZoneOrderSystem(OrderSystemResource):
     ) -> Iterator[pd.DataFrame]:
         """Raw records of the batches, a frame per group of whole days.
 
-        Columns: batch_day, source_file, line_number, raw_text, utf8_valid. A day never spans two
+        Columns: record_id (row number in the frame), batch_day, source_file, line_number, raw_text,
+        utf8_valid. A day never spans two
         frames, so that duplicates within a day can be found within one frame.
         """
         columns: dict[str, list] = {k: [] for k in ("day", "file", "line", "text", "utf8")}
@@ -177,6 +178,7 @@ class LandingZoneOrderSystem(OrderSystemResource):
 def _records_frame(columns: dict[str, list]) -> pd.DataFrame:
     return pd.DataFrame(
         {
+            "record_id": pd.RangeIndex(len(columns["line"])).to_numpy(dtype="int64"),
             "batch_day": pd.Series(columns["day"], dtype="object"),
             "source_file": pd.Series(columns["file"], dtype="object"),
             "line_number": pd.Series(columns["line"], dtype="int32"),

@@ -127,9 +127,10 @@ def staging_orders(
         try:
             for raw_chunk in order_system.read_records(batches):
                 con.register("raw_chunk", raw_chunk)
-                counts = stage_chunk(con)
+                chunk_staged, chunk_rejected = stage_chunk(con, len(raw_chunk))
                 con.unregister("raw_chunk")
-                read, staged, rejected = read + counts[0], staged + counts[1], rejected + counts[2]
+                read += len(raw_chunk)
+                staged, rejected = staged + chunk_staged, rejected + chunk_rejected
         except OrderFileError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         elapsed = time.perf_counter() - started
