@@ -9,6 +9,8 @@ rejected record can be traced to the byte it came from.
 from __future__ import annotations
 
 import gzip
+import queue
+import threading
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -133,12 +135,16 @@ class LandingZoneOrderSystem(OrderSystemResource):
     def read_records(
         self, batches: list[Batch], chunk_bytes: int = 64 << 20
     ) -> Iterator[pd.DataFrame]:
-        """Raw records of the batches, a frame per group of whole days.
+        """Raw records of the batches, a frame per group of whole days, read one frame ahead.
 
+        Decompressing and splitting the next frame overlaps with the caller's work on this one.
         Columns: record_id (row number in the frame), batch_day, source_file, line_number, raw_text,
         utf8_valid. A day never spans two
         frames, so that duplicates within a day can be found within one frame.
         """
+        return _read_ahead(self._frames(batches, chunk_bytes))
+
+    def _frames(self, batches: list[Batch], chunk_bytes: int) -> Iterator[pd.DataFrame]:
         columns: dict[str, list] = {k: [] for k in ("day", "file", "line", "text", "utf8")}
         pending = 0
         for index, batch in enumerate(batches):
@@ -173,6 +179,42 @@ class LandingZoneOrderSystem(OrderSystemResource):
                 allow_retries=False,
             )
         return str(path)
+
+
+def _read_ahead(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Produce the next frame in a background thread while the consumer works on the current one."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for frame in frames:
+                if not offer(frame):
+                    return
+            offer(done)
+        except BaseException as error:  # handed to the consumer, raised in its thread
+            offer(error)
+
+    producer = threading.Thread(target=produce, name="order-batch-reader", daemon=True)
+    producer.start()
+    try:
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def _records_frame(columns: dict[str, list]) -> pd.DataFrame:
