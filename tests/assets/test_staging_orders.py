@@ -6,10 +6,12 @@ import copy
 import gzip
 import json
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
 
+from simulator.days import catch_up
 from tests.helpers import HISTORY_END, HISTORY_START, load_catalog, make_data_dir, query, stage
 
 DAY = "2020-01-02"
@@ -37,7 +39,7 @@ def test_one_partition_stages_exactly_its_day(data_dir, store_dir):
     staged = {row[0] for row in query(data_dir, "select o_orderkey from staging.orders")}
     assert staged == expected
     assert query(data_dir, "select distinct l_orderdate from staging.lineitem") == [
-        (__import__("datetime").date(2020, 1, 2),)
+        (date(2020, 1, 2),)
     ]
     assert all(checks(result).values()), checks(result)
     metadata = result.asset_materializations_for_node("staging_orders")[0].metadata
@@ -70,7 +72,7 @@ def test_full_history_equals_tpchgen_output_row_for_row(staged_history, tpch_par
     assert query(staged_history, "select count(*) from staging.order_rejects") == [(0,)]
     assert query(staged_history, "select min(o_orderdate), max(o_orderdate) from staging.orders")[
         0
-    ] == tuple(__import__("datetime").date.fromisoformat(d) for d in (HISTORY_START, HISTORY_END))
+    ] == tuple(date.fromisoformat(d) for d in (HISTORY_START, HISTORY_END))
 
 
 TABLE_FINGERPRINT = """
@@ -318,3 +320,19 @@ def test_generated_defects_are_rejected_exactly_and_nothing_is_lost(tmp_path, de
     metadata = result.asset_materializations_for_node("staging_orders")[0].metadata
     assert metadata["records_read"].value == records
     assert metadata["records_rejected"].value == len(rejects)
+
+
+def test_simulated_days_after_the_history_stage_cleanly(tmp_path, store_dir):
+    data = own_landing(tmp_path, store_dir, [])
+    (data / "simulator").mkdir()
+    shutil.copy(store_dir / "simulator" / "store.json", data / "simulator" / "store.json")
+    days = catch_up(data, until=date(2026, 8, 5))
+    assert days == [date(2026, 8, 3), date(2026, 8, 4), date(2026, 8, 5)]
+    assert load_catalog(data).success
+    result = stage(data, "2026-08-03", "2026-08-05")
+    assert result.success and all(checks(result).values())
+    records = sum(len(landed_records(data, day.isoformat())) for day in days)
+    assert query(data, "select count(*) from staging.order_rejects") == [(0,)]
+    assert query(data, "select count(*) from staging.orders") == [(records,)]
+    # Keys of simulated days never collide with the history's.
+    assert query(data, "select min(o_orderkey) from staging.orders")[0][0] > 60_000
