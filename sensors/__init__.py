@@ -1,0 +1,1 @@
+"""Sensors decide *when* to run (landing-zone, failure and automation sensors); assets decide *what*."""
