@@ -43,7 +43,6 @@ KIND_CHECKS = {
     "money": "regexp_full_match({x}, '-?[0-9]{{1,13}}(\\.[0-9]{{1,2}})?')",
     "date": "(regexp_full_match({x}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"
     " and try_cast({x} as date) is not null)",
-    "text": "true",
 }
 KIND_NAMES = {
     "int": "an integer",
@@ -60,18 +59,29 @@ def _transform_spec() -> str:
 
 
 def _field_problem(expr: str, name: str, kind: str) -> str:
+    missing = f"when {expr} is null then 'missing {name}'"
+    if kind == "text":  # any JSON value reads as text
+        return f"case {missing} end"
     check = KIND_CHECKS[kind].format(x=expr)
     return (
-        f"case when {expr} is null then 'missing {name}' "
+        f"case {missing} "
         f"when not {check} then '{name} is not {KIND_NAMES[kind]}: ' || left({expr}, 40) end"
     )
+
+
+def _checked_fields(prefix: str, fields: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """SQL for the fields' problem texts and their typed values, read from `prefix`.<field>."""
+    problems = ",\n        ".join(_field_problem(f"{prefix}.{n}", n, k) for n, k in fields)
+    typed = ",\n        ".join(f"{_typed(f'{prefix}.{n}', k)} as {n}" for n, k in fields)
+    return problems, typed
 
 
 def _typed(expr: str, kind: str) -> str:
     return f"try_cast({expr} as {SQL_TYPES[kind]})"
 
 
-def _line_cents(ep: str, discount: str, tax: str) -> str:
+def line_cents_sql(ep: str, discount: str, tax: str) -> str:
+    """SQL for a line's amount in integer cents; the staging checks use the same arithmetic."""
     # TPC-H's own arithmetic in integer cents: ⌊⌊ep·(100−d)/100⌋·(100+t)/100⌋.
     return (
         f"(({ep} * 100)::BIGINT * (100 - ({discount} * 100)::BIGINT) // 100"
@@ -96,12 +106,7 @@ from (
 )
 """  # noqa: S608 - identifiers and the JSON shape come from this module
 
-_line_problems = ",\n        ".join(
-    _field_problem(f"line.{name}", name, kind) for name, kind in LINE_FIELDS
-)
-_line_typed = ",\n        ".join(
-    f"{_typed(f'line.{name}', kind)} as {name}" for name, kind in LINE_FIELDS
-)
+_line_problems, _line_typed = _checked_fields("line", LINE_FIELDS)
 
 LINES_SQL = f"""
 create or replace temp table checked_lines as
@@ -126,17 +131,12 @@ select t.*,
         case when t.l_partkey is not null and t.l_suppkey is not null and ps.ps_partkey is null
              then 'unknown part ' || t.l_partkey || ' from supplier ' || t.l_suppkey end
     ), '') as problem,
-    {_line_cents("t.l_extendedprice", "t.l_discount", "t.l_tax")} as line_cents
+    {line_cents_sql("t.l_extendedprice", "t.l_discount", "t.l_tax")} as line_cents
 from typed t
 left join staging.partsupp ps on ps.ps_partkey = t.l_partkey and ps.ps_suppkey = t.l_suppkey
 """  # noqa: S608
 
-_order_problems = ",\n        ".join(
-    _field_problem(f"p.doc.{name}", name, kind) for name, kind in ORDER_FIELDS
-)
-_order_typed = ",\n        ".join(
-    f"{_typed(f'p.doc.{name}', kind)} as {name}" for name, kind in ORDER_FIELDS
-)
+_order_problems, _order_typed = _checked_fields("p.doc", ORDER_FIELDS)
 
 ORDERS_SQL = f"""
 create or replace temp table checked_orders as
