@@ -1,0 +1,175 @@
+"""The notifier: e-mails to customers (back-order notices, shipments, refunds) and admin alerts.
+
+Local default `MaildirNotifier`: a Maildir outbox under the data dir, one Maildir++ folder per
+order day (`.2026-11-24/new/...`) and one for admin alerts (`.admin`), readable by any mail client.
+`SmtpNotifier` (resources/notifier_smtp.py) sends the same messages through an SMTP server.
+Admin alerts can also go to a webhook (`webhook_url`). Every message has an idempotency key (e.g.
+`shipped:<order key>`); its file name and Message-ID derive from it, so sending again is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import dagster as dg
+import requests
+
+from resources.faults import FaultInjection, SystemUnavailable, inject
+
+SYSTEM = "notifier"
+SENT, REJECTED = "sent", "rejected"
+ADMIN_FOLDER = "admin"
+
+
+@dataclass(frozen=True)
+class Message:
+    """An e-mail to send; `key` is its idempotency key and `day` the business day it belongs to."""
+
+    key: str
+    day: str
+    kind: str
+    to: str
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What happened to a message: sent (now or before) or rejected, with its Message-ID."""
+
+    key: str
+    message_id: str
+    status: str
+    detail: str | None = None
+
+
+def message_id(key: str) -> str:
+    """The Message-ID of the message with this idempotency key (stable across re-sends)."""
+    return f"<{hashlib.sha1(key.encode()).hexdigest()}@orderflow>"
+
+
+def file_name(key: str) -> str:
+    """The Maildir file name of the message with this idempotency key."""
+    return f"{hashlib.sha1(key.encode()).hexdigest()}.orderflow"
+
+
+def _header(value: str) -> str:
+    # Header values come from templates and catalog text; no line breaks may smuggle headers in.
+    return " ".join(value.split())
+
+
+def render(message: Message, sender: str) -> bytes:
+    """The RFC 5322 text of a message (plain ASCII text; the date is the business day)."""
+    day = datetime.fromisoformat(message.day).replace(tzinfo=UTC)
+    text = (
+        f"From: {_header(sender)}\r\n"
+        f"To: {_header(message.to)}\r\n"
+        f"Subject: {_header(message.subject)}\r\n"
+        f"Date: {format_datetime(day)}\r\n"
+        f"Message-ID: {message_id(message.key)}\r\n"
+        f"X-Orderflow-Key: {_header(message.key)}\r\n"
+        f"X-Orderflow-Kind: {_header(message.kind)}\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: text/plain; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: 8bit\r\n"
+        "\r\n" + message.body.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n"
+    )
+    return text.encode("utf-8")
+
+
+def post_webhook(url: str, subject: str, body: str, key: str, timeout: float = 10.0) -> None:
+    """POST an admin alert as JSON to a webhook (Slack-style `text` plus structured fields)."""
+    try:
+        response = requests.post(
+            url,
+            json={"text": f"{subject}\n{body}", "subject": subject, "body": body, "key": key},
+            timeout=timeout,
+        )
+    except requests.RequestException as error:
+        raise SystemUnavailable(f"alert webhook unreachable: {type(error).__name__}") from error
+    if response.status_code >= 500:
+        raise SystemUnavailable(f"alert webhook answered HTTP {response.status_code}")
+    response.raise_for_status()
+
+
+class NotifierResource(dg.ConfigurableResource, ABC):
+    """Customer e-mail and admin alerts; sending is batched and idempotent by message key."""
+
+    admin_address: str = "ops@orderflow.example"
+    """Where admin alerts go."""
+    sender: str = "Orderflow <orders@orderflow.example>"
+    """The From: of every message."""
+    webhook_url: str | None = None
+    """Admin alerts are also POSTed here as JSON when set (e.g. a chat webhook)."""
+
+    @abstractmethod
+    def send(self, messages: Sequence[Message]) -> list[Delivery]:
+        """Send each message not sent before; return a delivery per message, in order."""
+
+    def alert(self, key: str, day: str, subject: str, body: str) -> Delivery:
+        """Send an admin alert (and POST it to the webhook when one is configured), once per key."""
+        delivery = self.send(
+            [Message(key, day, "admin_alert", self.admin_address, f"[orderflow] {subject}", body)]
+        )[0]
+        if self.webhook_url:
+            post_webhook(self.webhook_url, subject, body, key)
+        return delivery
+
+
+class MaildirNotifier(NotifierResource):
+    """Messages written to a Maildir outbox under the data dir: one folder per day, one for admins."""
+
+    outbox_dir: str
+    """The Maildir root, e.g. $ORDERFLOW_DATA_DIR/outbox."""
+    faults: FaultInjection = FaultInjection()
+
+    def _folder(self, message: Message) -> Path:
+        name = ADMIN_FOLDER if message.kind == "admin_alert" else message.day
+        return Path(self.outbox_dir) / f".{name}"
+
+    def send(self, messages: Sequence[Message]) -> list[Delivery]:
+        """Send each message not sent before; return a delivery per message, in order."""
+        root = Path(self.outbox_dir)
+        inject(SYSTEM, self.faults, root / ".faults")
+        refused = set(self.faults.reject_keys)
+        present: dict[Path, set[str]] = {}
+        deliveries = []
+        for message in messages:
+            if message.key in refused:
+                deliveries.append(
+                    Delivery(
+                        message.key,
+                        message_id(message.key),
+                        REJECTED,
+                        f"recipient {message.to} rejected the message (injected bounce)",
+                    )
+                )
+                continue
+            folder = self._folder(message)
+            names = present.get(folder)
+            if names is None:
+                names = present[folder] = _delivered(folder)
+            name = file_name(message.key)
+            if name not in names:
+                tmp = folder / "tmp" / name
+                tmp.write_bytes(render(message, self.sender))
+                # Maildir delivery: complete in tmp/, then an atomic rename into new/.
+                tmp.replace(folder / "new" / name)
+                names.add(name)
+            deliveries.append(Delivery(message.key, message_id(message.key), SENT))
+        return deliveries
+
+
+def _delivered(folder: Path) -> set[str]:
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    names = {path.name for path in (folder / "new").iterdir()}
+    # A mail client moves read messages to cur/ and appends ":2,<flags>" to the name.
+    names.update(path.name.split(":", 1)[0] for path in (folder / "cur").iterdir())
+    return names

@@ -1,0 +1,112 @@
+"""SQL plumbing shared by the systems kept in a relational database (inventory, carrier, ledger).
+
+The SQL is portable between SQLite (the local default) and PostgreSQL (a `postgresql://` URL): only
+`ON CONFLICT DO NOTHING`, plain types and bound parameters. Write transactions are serialised by the
+database itself (SQLite's `BEGIN IMMEDIATE`, a PostgreSQL table lock), so two overlapping runs
+cannot both decide on the same stock or post the same entry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from resources.faults import SystemUnavailable
+
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of a SQLite file."""
+    return f"sqlite:///{path}"
+
+
+def engine_for(url: str) -> sa.Engine:
+    """One engine per database URL and process (engines pool connections; they are not cheap)."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create_engine(url)
+            _engines[url] = engine
+        return engine
+
+
+def _create_engine(url: str) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 120})
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" below start transactions, not the driver.
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("pragma journal_mode=wal")
+        dbapi_connection.execute("pragma synchronous=normal")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn):
+        # Take the write lock up front: the decisions made inside depend on what was read.
+        conn.exec_driver_sql("begin immediate")
+
+    return engine
+
+
+def is_sqlite(engine: sa.Engine) -> bool:
+    """Whether the engine talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(
+    engine: sa.Engine, system: str, lock_table: str | None = None
+) -> Iterator[sa.Connection]:
+    """A serialised write transaction; a database that cannot be reached is a transient fault."""
+    try:
+        with engine.begin() as conn:
+            if lock_table is not None and not is_sqlite(engine):
+                # Identifier from code only (a table name constant of the calling module).
+                conn.exec_driver_sql(f"lock table {lock_table} in share row exclusive mode")
+            yield conn
+    except sa.exc.OperationalError as error:
+        raise SystemUnavailable(f"{system} database unavailable: {error.orig}") from error
+
+
+@contextmanager
+def read_connection(engine: sa.Engine, system: str) -> Iterator[sa.Connection]:
+    """A connection for reads; a database that cannot be reached is a transient fault."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except sa.exc.OperationalError as error:
+        raise SystemUnavailable(f"{system} database unavailable: {error.orig}") from error
+
+
+def create_schema(engine: sa.Engine, statements: Sequence[str]) -> None:
+    """Run `create ... if not exists` statements (idempotent)."""
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    """Consecutive slices of at most `size` items."""
+    for begin in range(0, len(items), size):
+        yield items[begin : begin + size]
+
+
+def fault_state_file(url: str, system: str) -> Path:
+    """Where a system's injected-fault counter lives: beside its SQLite file, else the temp dir."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return Path(parsed.database).with_suffix(".faults")
+    return Path(tempfile.gettempdir()) / f"orderflow-{system}.faults"
