@@ -4,27 +4,94 @@ Resources are chosen here from environment variables (see orchestration_defs.set
 same assets run against the laptop's embedded systems or production backends unchanged.
 """
 
+import os
+
 import dagster as dg
 
+from assets.fulfillment.allocations import allocations, inventory_stock
+from assets.fulfillment.invoices import invoices
+from assets.fulfillment.ledger import ledger_postings
+from assets.fulfillment.notices import backorder_notices, shipment_notifications
+from assets.fulfillment.shipments import compensations, shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs import settings
-from orchestration_defs.jobs import staging_job
+from orchestration_defs.jobs import fulfillment_job, staging_job
+from resources.accounting import SqlAccounting
+from resources.carrier import CarrierResource, LocalCarrier
+from resources.carrier_http import HttpCarrier
+from resources.inventory import SqlInventory
+from resources.notifier import MaildirNotifier, NotifierResource
+from resources.notifier_smtp import SmtpNotifier
 from resources.order_system import LandingZoneOrderSystem
+from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
+
+
+def _secret(name: str) -> dg.EnvVar | None:
+    """A secret read by Dagster from the environment at run time (never stored in config)."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def _carrier() -> CarrierResource:
+    base_url = os.environ.get("ORDERFLOW_CARRIER_URL")
+    if base_url:
+        return HttpCarrier(base_url=base_url, token=_secret("ORDERFLOW_CARRIER_TOKEN"))
+    return LocalCarrier(url=sqlite_url(settings.systems_dir() / "carrier.sqlite"))
+
+
+def _notifier() -> NotifierResource:
+    common = {
+        "admin_address": os.environ.get("ORDERFLOW_ADMIN_EMAIL", "ops@orderflow.example"),
+        "webhook_url": os.environ.get("ORDERFLOW_ALERT_WEBHOOK") or None,
+    }
+    host = os.environ.get("ORDERFLOW_SMTP_HOST")
+    if host:
+        return SmtpNotifier(
+            host=host,
+            port=int(os.environ.get("ORDERFLOW_SMTP_PORT", "587")),
+            username=os.environ.get("ORDERFLOW_SMTP_USER") or None,
+            password=_secret("ORDERFLOW_SMTP_PASSWORD"),
+            starttls=os.environ.get("ORDERFLOW_SMTP_STARTTLS", "1") == "1",
+            sent_log_url=sqlite_url(settings.systems_dir() / "notifier.sqlite"),
+            **common,
+        )
+    return MaildirNotifier(outbox_dir=str(settings.data_dir() / "outbox"), **common)
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources for this deployment, from environment variables."""
+    systems = settings.systems_dir()
     return {
         "warehouse": WarehouseResource(database=settings.warehouse_database()),
         "order_system": LandingZoneOrderSystem(landing_dir=str(settings.landing_dir())),
+        "inventory": SqlInventory(
+            url=os.environ.get("ORDERFLOW_INVENTORY_URL")
+            or sqlite_url(systems / "inventory.sqlite")
+        ),
+        "carrier": _carrier(),
+        "notifier": _notifier(),
+        "accounting": SqlAccounting(
+            url=os.environ.get("ORDERFLOW_ACCOUNTING_URL")
+            or sqlite_url(systems / "accounting.sqlite")
+        ),
     }
 
 
+FULFILLMENT_ASSETS = [
+    inventory_stock,
+    allocations,
+    backorder_notices,
+    invoices,
+    shipments,
+    compensations,
+    shipment_notifications,
+    ledger_postings,
+]
+
 defs = dg.Definitions(
-    assets=[staging_catalog, staging_orders],
-    jobs=[staging_job],
+    assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS],
+    jobs=[staging_job, fulfillment_job],
     resources=build_resources(),
     # Every step writes the one DuckDB file, whose single writer the "duckdb" pool serialises
     # anyway; running steps in-process saves a process start per step.

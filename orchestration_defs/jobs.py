@@ -12,3 +12,11 @@ staging_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Load the catalog and stage a day's (or a range's) orders from the landing zone.",
 )
+
+# The order-to-cash chain after staging: inventory, notices, invoices, shipping, accounting.
+fulfillment_job = dg.define_asset_job(
+    name="fulfillment_job",
+    selection=dg.AssetSelection.groups("fulfillment"),
+    partitions_def=daily_partitions,
+    description="Reserve, notify, invoice, ship, compensate and post a day's (or a range's) orders.",
+)

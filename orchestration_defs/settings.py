@@ -22,3 +22,18 @@ def warehouse_database() -> str:
 def landing_dir() -> Path:
     """The order system's landing zone inside the data dir."""
     return data_dir() / "landing"
+
+
+def systems_dir() -> Path:
+    """Where the local backends of the outside systems keep their databases."""
+    return data_dir() / "systems"
+
+
+def retry_delay_seconds() -> float:
+    """First retry delay of outside-system steps (`$ORDERFLOW_RETRY_DELAY_S`, default 2 s)."""
+    return float(os.environ.get("ORDERFLOW_RETRY_DELAY_S", "2"))
+
+
+def retry_max() -> int:
+    """Retries of an outside-system step before the run fails (`$ORDERFLOW_RETRY_MAX`, default 3)."""
+    return int(os.environ.get("ORDERFLOW_RETRY_MAX", "3"))

@@ -74,7 +74,7 @@ class ReservationRequest:
 
 @dataclass(frozen=True)
 class Reservation:
-    """The decision for one line: reserved, back-ordered or (later) released."""
+    """The decision made for one line when first asked: reserved or back-ordered."""
 
     order_key: int
     line_number: int
@@ -222,7 +222,9 @@ class SqlInventory(InventoryResource):
                             "st": status,
                         }
                     )
-                results.append(Reservation(request.order_key, request.line_number, status))
+                # A released line was reserved when decided: the decision is what is returned.
+                decision = RESERVED if status == RELEASED else status
+                results.append(Reservation(request.order_key, request.line_number, decision))
             if new_rows:
                 conn.execute(
                     sa.text(

@@ -1,10 +1,11 @@
-"""`orderflow-sim`: generate the store, land simulated days, catch up to yesterday.
+"""`orderflow-sim`: generate the store, land days, catch up to yesterday, serve the carrier.
 
 Exit codes: 0 success, 2 a request that cannot be served as asked (store already present without
 --force, no store yet, a date inside the history, bad options); the message says how to fix it.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -27,6 +28,34 @@ def _iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"not a probability in 0..1: {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0..65535): {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"not a duration in seconds: {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,13 +92,96 @@ def build_parser() -> argparse.ArgumentParser:
     )
     catchup.add_argument("--until", type=_iso_date, default=None, metavar="YYYY-MM-DD")
     catchup.add_argument("--batches", type=int, default=3, metavar="N")
+
+    carrier = commands.add_parser(
+        "carrier",
+        help="serve the carrier's HTTP API (bearer token from $ORDERFLOW_CARRIER_TOKEN if set)",
+    )
+    carrier.add_argument("--port", type=_port, required=True, metavar="N")
+    carrier.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    carrier.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data dir (default: $ORDERFLOW_DATA_DIR, else ./data)",
+    )
+    carrier.add_argument(
+        "--database",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL of the carrier's database (default: DATA/systems/carrier.sqlite)",
+    )
+    carrier.add_argument("--down", action="store_true", help="fail every call (503)")
+    carrier.add_argument(
+        "--outage-calls",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="fail the first N calls",
+    )
+    carrier.add_argument(
+        "--slow",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds per call",
+    )
+    carrier.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=0.0,
+        metavar="P",
+        help="fail calls with probability P",
+    )
+    carrier.add_argument(
+        "--reject",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="ORDERKEY",
+        help="refuse these orders' shipments",
+    )
     return parser
+
+
+def _serve_carrier(args: argparse.Namespace, data_dir: Path) -> int:
+    # Imported here: the other commands need neither Dagster nor SQLAlchemy, and start faster.
+    from resources.faults import FaultInjection
+    from resources.sql import sqlite_url
+    from simulator.carrier_server import run
+
+    faults = FaultInjection(
+        down=args.down,
+        outage_calls=args.outage_calls,
+        slow_seconds=args.slow,
+        error_rate=args.error_rate,
+        reject_keys=args.reject,
+    )
+    database = args.database or sqlite_url((data_dir / "systems" / "carrier.sqlite").absolute())
+    try:
+        run(
+            args.host,
+            args.port,
+            database,
+            faults,
+            token=os.environ.get("ORDERFLOW_CARRIER_TOKEN") or None,
+            on_ready=lambda url: print(f"carrier listening on {url}", flush=True),
+        )
+    except OSError as exc:
+        _stderr(
+            f"orderflow-sim: error: cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+            "choose another --port or --host"
+        )
+        return EXIT_USAGE
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run orderflow-sim with `argv` (default: the command line) and return the exit code."""
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
+    if args.command == "carrier":
+        return _serve_carrier(args, data_dir)
     defects = {
         "corrupt_rate": args.corrupt_rate,
         "duplicate_rate": args.duplicate_rate,

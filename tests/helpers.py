@@ -8,7 +8,14 @@ import dagster as dg
 
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
+from orchestration_defs.definitions import FULFILLMENT_ASSETS
+from resources.accounting import SqlAccounting
+from resources.carrier import LocalCarrier
+from resources.faults import FaultInjection
+from resources.inventory import SqlInventory
+from resources.notifier import MaildirNotifier
 from resources.order_system import LandingZoneOrderSystem
+from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 
 SCALE = 0.01
@@ -22,12 +29,57 @@ def make_data_dir(root: Path, store: Path) -> Path:
     return root
 
 
-def resources_for(data: Path) -> dict:
-    """The pipeline's resources pointed at one data dir."""
+def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -> dict:
+    """The pipeline's resources pointed at one data dir (local backends, optional faults)."""
+    faults = faults or {}
+    systems = data / "systems"
+
+    def fault(name: str) -> FaultInjection:
+        return faults.get(name, FaultInjection())
+
     return {
         "warehouse": WarehouseResource(database=str(data / "warehouse.duckdb")),
         "order_system": LandingZoneOrderSystem(landing_dir=str(data / "landing")),
+        "inventory": SqlInventory(
+            url=sqlite_url(systems / "inventory.sqlite"), faults=fault("inventory")
+        ),
+        "carrier": LocalCarrier(
+            url=sqlite_url(systems / "carrier.sqlite"), faults=fault("carrier")
+        ),
+        "notifier": MaildirNotifier(outbox_dir=str(data / "outbox"), faults=fault("notifier")),
+        "accounting": SqlAccounting(
+            url=sqlite_url(systems / "accounting.sqlite"), faults=fault("accounting")
+        ),
     }
+
+
+def partition_kwargs(start: str, end: str | None) -> dict:
+    """One partition, or the range [start, end] as a single run, as a backfill would."""
+    if end is None:
+        return {"partition_key": start}
+    return {
+        "tags": {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+    }
+
+
+def fulfill(
+    data: Path,
+    start: str,
+    end: str | None = None,
+    faults: dict[str, FaultInjection] | None = None,
+    **kwargs,
+) -> dg.ExecuteInProcessResult:
+    """Run the whole fulfillment chain for a partition or a range (staging must be there)."""
+    return dg.materialize(
+        [staging_orders, staging_catalog, *FULFILLMENT_ASSETS],
+        selection=FULFILLMENT_ASSETS,
+        resources=resources_for(data, faults),
+        **partition_kwargs(start, end),
+        **kwargs,
+    )
 
 
 def load_catalog(data: Path) -> dg.ExecuteInProcessResult:
@@ -37,17 +89,11 @@ def load_catalog(data: Path) -> dg.ExecuteInProcessResult:
 
 def stage(data: Path, start: str, end: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
     """Stage one partition, or the range [start, end] as a single run, as a backfill would."""
-    if end is None:
-        kwargs["partition_key"] = start
-    else:
-        kwargs["tags"] = {
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        }
     return dg.materialize(
         [staging_orders, staging_catalog],
         selection=[staging_orders],
         resources=resources_for(data),
+        **partition_kwargs(start, end),
         **kwargs,
     )
 

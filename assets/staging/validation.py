@@ -80,13 +80,15 @@ def _typed(expr: str, kind: str) -> str:
     return f"try_cast({expr} as {SQL_TYPES[kind]})"
 
 
+def line_net_cents_sql(ep: str, discount: str) -> str:
+    """SQL for a line's amount after discount in integer cents: ⌊ep·(100−d)/100⌋ (TPC-H)."""
+    return f"(({ep} * 100)::BIGINT * (100 - ({discount} * 100)::BIGINT) // 100)"
+
+
 def line_cents_sql(ep: str, discount: str, tax: str) -> str:
     """SQL for a line's amount in integer cents; the staging checks use the same arithmetic."""
     # TPC-H's own arithmetic in integer cents: ⌊⌊ep·(100−d)/100⌋·(100+t)/100⌋.
-    return (
-        f"(({ep} * 100)::BIGINT * (100 - ({discount} * 100)::BIGINT) // 100"
-        f" * (100 + ({tax} * 100)::BIGINT) // 100)"
-    )
+    return f"({line_net_cents_sql(ep, discount)} * (100 + ({tax} * 100)::BIGINT) // 100)"
 
 
 # One JSON parse per record: try() turns a malformed line into NULL; only those rare lines are

@@ -1,0 +1,118 @@
+"""What every fulfillment step shares: keys, specs, retries, window reads and writes, call guards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from assets.fulfillment.tables import SCHEMAS, Columns
+from orchestration_defs import settings
+from resources.faults import SystemRefused
+from resources.warehouse import WarehouseResource
+
+OWNERS = ["team:fulfillment"]
+GROUP = "fulfillment"
+
+
+def key(name: str) -> dg.AssetKey:
+    """The asset key of a fulfillment table."""
+    return dg.AssetKey([GROUP, name])
+
+
+def retry_policy() -> dg.RetryPolicy:
+    """Exponential backoff with jitter for steps that call an outside system."""
+    return dg.RetryPolicy(
+        max_retries=settings.retry_max(),
+        delay=settings.retry_delay_seconds(),
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+def asset_metadata(name: str) -> dict:
+    """Definition-time metadata: the table's column schema."""
+    return {"dagster/column_schema": SCHEMAS[name]}
+
+
+def window(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    """The run's order days [start, end): one day, or a backfill's whole range."""
+    time_window = context.partition_time_window
+    return time_window.start.date(), time_window.end.date()
+
+
+def read_frame(warehouse: WarehouseResource, sql: str, params: Sequence[object]) -> pd.DataFrame:
+    """A query's result as a pandas frame (a short read; no connection is kept)."""
+    with warehouse.connect() as con:
+        return con.execute(sql, list(params)).df()
+
+
+def create_table(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:
+    """Create fulfillment.<table> if missing; identifiers come from assets/fulfillment/tables.py."""
+    body = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in columns)
+    con.execute(f"create table if not exists {GROUP}.{table} ({body})")
+
+
+def replace_window(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Columns,
+    day_column: str,
+    start: date,
+    end: date,
+    frame: pd.DataFrame,
+) -> None:
+    """Replace exactly the window's rows of fulfillment.<table> with the frame's, in the caller's transaction."""
+    create_table(con, table, columns)
+    con.execute(
+        f"delete from {GROUP}.{table} where {day_column} >= ? and {day_column} < ?",  # noqa: S608
+        [start, end],
+    )
+    if len(frame):
+        select = ", ".join(f"cast({name} as {sql_type})" for name, sql_type, _ in columns)
+        con.register("incoming_rows", frame)
+        con.execute(f"insert into {GROUP}.{table} select {select} from incoming_rows")  # noqa: S608
+        con.unregister("incoming_rows")
+
+
+@contextmanager
+def calling(system: str, fix: str) -> Iterator[None]:
+    """Turn a permanent refusal into a failure that names the system and is not retried."""
+    try:
+        yield
+    except SystemRefused as error:
+        raise dg.Failure(
+            description=f"The {system} system refused the request: {error}. {fix}",
+            allow_retries=False,
+        ) from error
+
+
+def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    """Consecutive slices of at most `size` items: one outside-system call each."""
+    for begin in range(0, len(items), size):
+        yield items[begin : begin + size]
+
+
+def customer_email(name: str) -> str:
+    """The customer's e-mail address, derived from the TPC-H customer name."""
+    return f"{name.lower().replace('#', '')}@customers.orderflow.example"
+
+
+def money(cents: int) -> str:
+    """Cents as dollars for a message, without going through binary floats."""
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> object:
+    """The first column of the first row of a query."""
+    return con.execute(sql, list(params)).fetchall()[0][0]
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    """All rows of a query."""
+    return con.execute(sql, list(params)).fetchall()

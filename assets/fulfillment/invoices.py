@@ -1,0 +1,127 @@
+"""Invoices: one per order for its reserved lines, in TPC-H's integer-cent arithmetic.
+
+Invoicing is the warehouse's own computation (the ledger posting is a separate step), so it is
+set-based SQL: the same ⌊⌊ep·(100−d)/100⌋·(100+t)/100⌋ the staging checks use, which makes
+invoiced + back-ordered value equal the order totals to the cent, per day.
+"""
+
+import dagster as dg
+
+from assets.fulfillment.allocations import ALLOCATIONS_KEY, PARTSUPP_KEY
+from assets.fulfillment.common import (
+    GROUP,
+    OWNERS,
+    asset_metadata,
+    create_table,
+    key,
+    rows,
+    scalar,
+    window,
+)
+from assets.fulfillment.tables import INVOICES
+from assets.metadata import markdown_preview
+from assets.staging.orders import ORDERS_KEY
+from assets.staging.validation import line_cents_sql, line_net_cents_sql
+from orchestration_defs.partitions import daily_partitions
+from resources.warehouse import WarehouseResource
+
+INVOICES_KEY = key("invoices")
+
+INSERT_SQL = f"""
+insert into fulfillment.invoices
+select 'INV-' || o.o_orderkey, o.o_orderkey, o.o_orderdate, o.o_custkey, count(*),
+    sum(net), sum(gross) - sum(net), sum(gross), sum(cost)
+from (
+    select l.l_orderkey,
+        {line_net_cents_sql("l.l_extendedprice", "l.l_discount")} as net,
+        {line_cents_sql("l.l_extendedprice", "l.l_discount", "l.l_tax")} as gross,
+        (ps.ps_supplycost * 100)::BIGINT * l.l_quantity::BIGINT as cost
+    from staging.lineitem l
+    join fulfillment.allocations a
+      on a.l_orderkey = l.l_orderkey and a.l_linenumber = l.l_linenumber
+    join staging.partsupp ps on ps.ps_partkey = l.l_partkey and ps.ps_suppkey = l.l_suppkey
+    where l.l_orderdate >= ? and l.l_orderdate < ?
+      and a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'reserved'
+) lines
+join staging.orders o on o.o_orderkey = lines.l_orderkey
+group by o.o_orderkey, o.o_orderdate, o.o_custkey
+"""  # noqa: S608 - the formulas are SQL from code; values are bound
+
+TIE_OUT_SQL = """
+select strftime(o.o_orderdate, '%Y-%m-%d') as day,
+    sum((o.o_totalprice * 100)::BIGINT) as ordered,
+    coalesce(max(i.invoiced), 0) as invoiced, coalesce(max(b.backordered), 0) as backordered
+from staging.orders o
+left join (select o_orderdate, sum(total_cents) as invoiced from fulfillment.invoices
+           where o_orderdate >= ? and o_orderdate < ? group by 1) i using (o_orderdate)
+left join (select l_orderdate as o_orderdate, sum(line_cents) as backordered
+           from fulfillment.allocations where l_orderdate >= ? and l_orderdate < ?
+             and status = 'backordered' group by 1) b using (o_orderdate)
+where o.o_orderdate >= ? and o.o_orderdate < ?
+group by o.o_orderdate
+having sum((o.o_totalprice * 100)::BIGINT) <> coalesce(max(i.invoiced), 0) + coalesce(max(b.backordered), 0)
+order by 1 limit 20
+"""
+
+
+@dg.asset(
+    key=INVOICES_KEY,
+    deps=[ALLOCATIONS_KEY, ORDERS_KEY, PARTSUPP_KEY],
+    group_name=GROUP,
+    kinds={"duckdb"},
+    owners=OWNERS,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    metadata=asset_metadata("invoices"),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "invoices_tie_out",
+            asset=INVOICES_KEY,
+            blocking=True,
+            description="Per day, invoiced + back-ordered value = the order totals, to the cent.",
+        )
+    ],
+)
+def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """One invoice per order for its reserved lines: net, tax, total and cost of goods in cents."""
+    start, end = window(context)
+    params = [start, end]
+    with warehouse.transaction() as con:
+        create_table(con, "invoices", INVOICES)
+        con.execute(
+            "delete from fulfillment.invoices where o_orderdate >= ? and o_orderdate < ?", params
+        )
+        con.execute(INSERT_SQL, params + params)
+        count, total = rows(
+            con,
+            "select count(*), coalesce(sum(total_cents), 0) from fulfillment.invoices "
+            "where o_orderdate >= ? and o_orderdate < ?",
+            params,
+        )[0]
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": count,
+                "invoiced_cents": int(total),
+                "preview": markdown_preview(
+                    con,
+                    "select * from fulfillment.invoices where o_orderdate >= ? "
+                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
+                    params,
+                ),
+            }
+        )
+        off = rows(con, TIE_OUT_SQL, params * 3)
+        orders = scalar(
+            con,
+            "select count(*) from staging.orders where o_orderdate >= ? and o_orderdate < ?",
+            params,
+        )
+    yield dg.AssetCheckResult(
+        check_name="invoices_tie_out",
+        passed=not off,
+        metadata={
+            "orders_in_window": orders,
+            "days_off": [f"{d}: ordered {o}, invoiced {i}, back-ordered {b}" for d, o, i, b in off],
+        },
+    )

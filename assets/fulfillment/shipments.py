@@ -1,0 +1,340 @@
+"""Shipping: each invoiced order's reserved lines sent to the carrier as one consignment.
+
+The carrier answers per order: shipped (tracking number, ship and delivery dates per line) or
+refused. A refusal is compensated in `compensations`: the reservation is released, the invoice is
+reversed by a credit note (posted by `ledger_postings`), and the customer and an admin are told.
+Every call is keyed by the order, so re-runs get the carrier's first answer back.
+"""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from assets.fulfillment.allocations import ALLOCATIONS_KEY
+from assets.fulfillment.common import (
+    GROUP,
+    OWNERS,
+    asset_metadata,
+    calling,
+    chunks,
+    customer_email,
+    key,
+    money,
+    read_frame,
+    replace_window,
+    retry_policy,
+    rows,
+    window,
+)
+from assets.fulfillment.invoices import INVOICES_KEY
+from assets.fulfillment.tables import COMPENSATIONS, SHIPMENTS
+from assets.metadata import markdown_preview
+from orchestration_defs.partitions import daily_partitions
+from resources.carrier import CarrierResource, ShipmentLine, ShipmentRequest
+from resources.inventory import InventoryResource
+from resources.notifier import Message, NotifierResource
+from resources.warehouse import WarehouseResource
+
+SHIPMENTS_KEY = key("shipments")
+COMPENSATIONS_KEY = key("compensations")
+CUSTOMER_KEY = dg.AssetKey(["staging", "customer"])
+SHIP_BATCH = 10_000
+CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
+
+
+@dg.asset(
+    key=SHIPMENTS_KEY,
+    deps=[INVOICES_KEY, ALLOCATIONS_KEY, CUSTOMER_KEY],
+    group_name=GROUP,
+    kinds={"duckdb", "api"},
+    owners=OWNERS,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    retry_policy=retry_policy(),
+    metadata=asset_metadata("shipments"),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_invoice_answered",
+            asset=SHIPMENTS_KEY,
+            blocking=True,
+            description="Every invoiced order has the carrier's answer for each reserved line.",
+        ),
+        dg.AssetCheckSpec(
+            "shipped_orders_tracked",
+            asset=SHIPMENTS_KEY,
+            blocking=True,
+            description="Every shipped line has a tracking number and ship and delivery dates.",
+        ),
+    ],
+)
+def shipments(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, carrier: CarrierResource
+):
+    """Every reserved line of every invoiced order with the carrier's answer: tracking and dates, or a refusal."""
+    start, end = window(context)
+    params = [start, end]
+    lines = read_frame(
+        warehouse,
+        """
+        select i.o_orderkey, strftime(i.o_orderdate, '%Y-%m-%d') as day, n.n_name as destination,
+            a.l_linenumber, a.l_quantity, l.l_shipmode
+        from fulfillment.invoices i
+        join fulfillment.allocations a on a.l_orderkey = i.o_orderkey
+        join staging.lineitem l on l.l_orderkey = a.l_orderkey and l.l_linenumber = a.l_linenumber
+        join staging.customer c on c.c_custkey = i.o_custkey
+        join staging.nation n on n.n_nationkey = c.c_nationkey
+        where i.o_orderdate >= ? and i.o_orderdate < ?
+          and a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'reserved'
+          and l.l_orderdate >= ? and l.l_orderdate < ?
+        order by i.o_orderdate, i.o_orderkey, a.l_linenumber
+        """,
+        params * 3,
+    )
+    requests = _requests(lines)
+    started = time.perf_counter()
+    answers = []
+    with calling("carrier", CARRIER_FIX):
+        for batch in chunks(requests, SHIP_BATCH):
+            answers.extend(carrier.create_shipments(batch))
+    call_seconds = time.perf_counter() - started
+    days = {request.order_key: request.order_day for request in requests}
+    frame = pd.DataFrame.from_records(
+        [
+            (
+                answer.order_key,
+                line.line_number,
+                days[answer.order_key],
+                answer.status,
+                answer.tracking_number,
+                line.ship_mode,
+                line.quantity,
+                line.ship_date,
+                line.delivery_date,
+                answer.reason,
+            )
+            for answer in answers
+            for line in answer.lines
+        ],
+        columns=[name for name, _, _ in SHIPMENTS],
+    )
+    refused = sum(1 for answer in answers if answer.status != "shipped")
+    context.log.info(
+        f"Carrier answered {len(answers)} orders ({refused} refused) in {call_seconds:.1f} s"
+    )
+    with warehouse.transaction() as con:
+        replace_window(con, "shipments", SHIPMENTS, "o_orderdate", start, end, frame)
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(frame),
+                "orders_shipped": len(answers) - refused,
+                "orders_refused": refused,
+                "carrier_call_s": round(call_seconds, 3),
+                "preview": markdown_preview(
+                    con,
+                    "select * from fulfillment.shipments where o_orderdate >= ? "
+                    "and o_orderdate < ? order by status, o_orderdate desc, o_orderkey limit 5",
+                    params,
+                ),
+            }
+        )
+        unanswered = rows(
+            con,
+            """
+            select a.l_orderkey, a.l_linenumber from fulfillment.allocations a
+            join fulfillment.invoices i on i.o_orderkey = a.l_orderkey
+            left join fulfillment.shipments s
+              on s.o_orderkey = a.l_orderkey and s.l_linenumber = a.l_linenumber
+            where a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'reserved'
+              and i.o_orderdate >= ? and i.o_orderdate < ? and s.o_orderkey is null
+            order by 1, 2 limit 20
+            """,
+            params * 2,
+        )
+        untracked = rows(
+            con,
+            "select o_orderkey, l_linenumber from fulfillment.shipments "
+            "where o_orderdate >= ? and o_orderdate < ? and status = 'shipped' and "
+            "(tracking_number is null or ship_date is null or delivery_date is null) "
+            "order by 1, 2 limit 20",
+            params,
+        )
+    yield dg.AssetCheckResult(
+        check_name="every_invoice_answered",
+        passed=not unanswered,
+        metadata={"lines_without_answer": [f"{o}:{n}" for o, n in unanswered]},
+    )
+    yield dg.AssetCheckResult(
+        check_name="shipped_orders_tracked",
+        passed=not untracked,
+        metadata={"lines_without_tracking": [f"{o}:{n}" for o, n in untracked]},
+    )
+
+
+def _requests(lines: pd.DataFrame) -> list[ShipmentRequest]:
+    """One request per order, its lines in line-number order (the frame is sorted so)."""
+    requests: list[ShipmentRequest] = []
+    current, day, destination, order_lines = None, "", "", []
+    for order_key, order_day, nation, number, quantity, mode in zip(
+        lines["o_orderkey"].tolist(),
+        lines["day"].tolist(),
+        lines["destination"].tolist(),
+        lines["l_linenumber"].tolist(),
+        lines["l_quantity"].tolist(),
+        lines["l_shipmode"].tolist(),
+        strict=True,
+    ):
+        if order_key != current:
+            if current is not None:
+                requests.append(ShipmentRequest(current, day, destination, tuple(order_lines)))
+            current, day, destination, order_lines = order_key, order_day, nation, []
+        order_lines.append(ShipmentLine(number, quantity, mode))
+    if current is not None:
+        requests.append(ShipmentRequest(current, day, destination, tuple(order_lines)))
+    return requests
+
+
+@dg.asset(
+    key=COMPENSATIONS_KEY,
+    deps=[SHIPMENTS_KEY, INVOICES_KEY, CUSTOMER_KEY],
+    group_name=GROUP,
+    kinds={"duckdb", "sqlite", "email"},
+    owners=OWNERS,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    retry_policy=retry_policy(),
+    metadata=asset_metadata("compensations"),
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_refusal_compensated",
+            asset=COMPENSATIONS_KEY,
+            blocking=True,
+            description="Every refused shipment has its credit note, release and messages.",
+        )
+    ],
+)
+def compensations(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    inventory: InventoryResource,
+    notifier: NotifierResource,
+):
+    """Refused shipments undone: reservation released, credit note issued, customer and admin told."""
+    start, end = window(context)
+    params = [start, end]
+    refused = read_frame(
+        warehouse,
+        """
+        select s.o_orderkey, strftime(s.o_orderdate, '%Y-%m-%d') as day, any_value(s.reason) as reason,
+            list(s.l_linenumber order by s.l_linenumber) as line_numbers,
+            any_value(i.net_cents) as net_cents, any_value(i.tax_cents) as tax_cents,
+            any_value(i.total_cents) as total_cents, any_value(i.cost_cents) as cost_cents,
+            any_value(c.c_name) as c_name
+        from fulfillment.shipments s
+        join fulfillment.invoices i on i.o_orderkey = s.o_orderkey
+        join staging.customer c on c.c_custkey = i.o_custkey
+        where s.o_orderdate >= ? and s.o_orderdate < ? and s.status = 'refused'
+          and i.o_orderdate >= ? and i.o_orderdate < ?
+        group by s.o_orderkey, s.o_orderdate order by s.o_orderdate, s.o_orderkey
+        """,
+        params * 2,
+    )
+    records = []
+    with calling("inventory", "Check the inventory system (resource `inventory`)."):
+        released = inventory.release(
+            [
+                (int(order), int(line))
+                for order, numbers in zip(
+                    refused["o_orderkey"], refused["line_numbers"], strict=True
+                )
+                for line in numbers
+            ]
+        )
+    messages = [
+        Message(
+            key=f"refund:{order}",
+            day=day,
+            kind="refund",
+            to=customer_email(name),
+            subject=f"We could not ship your order {order}: credit note CN-{order}",
+            body=(
+                f"Dear {name},\n\nThe carrier could not take your order {order} of {day} "
+                f"({reason}).\nWe have cancelled it and issued credit note CN-{order} for "
+                f"{money(int(total))}; nothing is owed.\n\nOrderflow"
+            ),
+        )
+        for order, day, reason, name, total in zip(
+            refused["o_orderkey"],
+            refused["day"],
+            refused["reason"],
+            refused["c_name"],
+            refused["total_cents"],
+            strict=True,
+        )
+    ]
+    with calling("notifier", "Check the notifier (resource `notifier`)."):
+        customer = {d.key: d for d in notifier.send(messages)}
+        admin = {}
+        for order, day, reason in zip(
+            refused["o_orderkey"], refused["day"], refused["reason"], strict=True
+        ):
+            admin[order] = notifier.alert(
+                f"refused:{order}",
+                day,
+                f"Carrier refused order {order}",
+                f"The carrier refused the shipment of order {order} ({day}): {reason}.\n"
+                f"Compensated: reservation released, credit note CN-{order} issued, "
+                "customer told.",
+            )
+    for row in refused.itertuples(index=False):
+        delivery = customer[f"refund:{row.o_orderkey}"]
+        records.append(
+            (
+                row.o_orderkey,
+                row.day,
+                row.reason,
+                f"CN-{row.o_orderkey}",
+                row.net_cents,
+                row.tax_cents,
+                row.total_cents,
+                row.cost_cents,
+                len(row.line_numbers),
+                delivery.message_id,
+                delivery.status,
+                admin[row.o_orderkey].message_id,
+            )
+        )
+    frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS])
+    context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
+    with warehouse.transaction() as con:
+        replace_window(con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame)
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(frame),
+                "lines_released_now": released,
+                "preview": markdown_preview(
+                    con,
+                    "select * from fulfillment.compensations where o_orderdate >= ? "
+                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
+                    params,
+                ),
+            }
+        )
+        missing = rows(
+            con,
+            """
+            select distinct s.o_orderkey from fulfillment.shipments s
+            left join fulfillment.compensations c on c.o_orderkey = s.o_orderkey
+            where s.o_orderdate >= ? and s.o_orderdate < ? and s.status = 'refused'
+              and (c.o_orderkey is null or c.admin_message_id is null)
+            order by 1 limit 20
+            """,
+            params,
+        )
+    yield dg.AssetCheckResult(
+        check_name="every_refusal_compensated",
+        passed=not missing,
+        metadata={"uncompensated_orders": [row[0] for row in missing]},
+    )

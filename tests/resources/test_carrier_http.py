@@ -1,0 +1,263 @@
+"""The HTTP carrier against the real `orderflow-sim carrier` server: same answers, clear failures."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+
+from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest, request_to_json
+from resources.carrier_http import HttpCarrier
+from resources.faults import SystemRefused, SystemUnavailable
+from resources.sql import sqlite_url
+
+SIM = Path(sys.executable).with_name("orderflow-sim")
+TOKEN = "s3cret-carrier-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Carrier:
+    """A running `orderflow-sim carrier` process over its own data dir."""
+
+    def __init__(self, root: Path, *options: str, token: str | None = None):
+        self.data_dir = root / "data"
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.stderr = root / "carrier.stderr"
+        env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_CARRIER_TOKEN"}
+        if token is not None:
+            env["ORDERFLOW_CARRIER_TOKEN"] = token
+        root.mkdir(parents=True, exist_ok=True)
+        with self.stderr.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [
+                    SIM,
+                    "carrier",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    *options,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+                text=True,
+            )
+        self._wait_until_healthy()
+        assert self.process.stdout.readline() == f"carrier listening on {self.base_url}\n"
+
+    def _wait_until_healthy(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"carrier exited {self.process.returncode}: {self.stderr.read_text()}")
+            try:
+                if requests.get(f"{self.base_url}/health", timeout=1).json() == {"status": "ok"}:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        pytest.fail(f"carrier not healthy within {timeout} s: {self.stderr.read_text()}")
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "systems" / "carrier.sqlite"
+
+    def row_counts(self) -> tuple[int, int]:
+        with sqlite3.connect(self.database) as conn:
+            return (
+                conn.execute("select count(*) from shipments").fetchone()[0],
+                conn.execute("select count(*) from shipment_lines").fetchone()[0],
+            )
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_carrier(tmp_path):
+    """Start carrier servers for one test; all are stopped at its end."""
+    started: list[Carrier] = []
+
+    def start(*options: str, token: str | None = None) -> Carrier:
+        carrier = Carrier(tmp_path / f"carrier-{len(started)}", *options, token=token)
+        started.append(carrier)
+        return carrier
+
+    yield start
+    for carrier in started:
+        carrier.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_carrier(tmp_path_factory):
+    """A carrier without faults, shared by the tests that use their own order keys."""
+    carrier = Carrier(tmp_path_factory.mktemp("shared-carrier"))
+    yield carrier
+    carrier.stop()
+
+
+def requests_for(*order_keys: int) -> list[ShipmentRequest]:
+    modes = ["AIR", "REG AIR", "TRUCK", "MAIL", "FOB", "RAIL", "SHIP"]
+    return [
+        ShipmentRequest(
+            order_key=key,
+            order_day=f"2021-03-{1 + key % 3:02d}",
+            destination="FRANCE",
+            lines=tuple(
+                ShipmentLine(line, quantity=line * 2, ship_mode=modes[(key + line) % len(modes)])
+                for line in range(1, 2 + key % 3)
+            ),
+        )
+        for key in order_keys
+    ]
+
+
+def test_answers_match_the_local_carrier(shared_carrier, tmp_path):
+    batch = requests_for(101, 102, 103, 104)
+    http = HttpCarrier(base_url=shared_carrier.base_url)
+    local = LocalCarrier(url=sqlite_url(tmp_path / "local" / "carrier.sqlite"))
+    answers = http.create_shipments(batch)
+    assert answers == local.create_shipments(batch)
+    assert all(a.status == "shipped" and a.tracking_number for a in answers)
+    assert all(line.ship_date and line.delivery_date for a in answers for line in a.lines)
+    window = ("2021-03-01", "2021-03-04")
+    assert http.shipments_by_day(*window) == local.shipments_by_day(*window) != {}
+
+
+def test_repeated_requests_get_the_first_answers_and_add_no_rows(shared_carrier):
+    http = HttpCarrier(base_url=shared_carrier.base_url)
+    batch = requests_for(201, 202, 203)
+    first = http.create_shipments(batch)
+    summary, rows = http.shipments_by_day("2021-01-01", "2022-01-01"), shared_carrier.row_counts()
+    again = http.create_shipments([batch[2], batch[0], batch[1]])
+    assert again == [first[2], first[0], first[1]]
+    assert http.shipments_by_day("2021-01-01", "2022-01-01") == summary
+    assert shared_carrier.row_counts() == rows
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="CarrierBook.create_shipments repeats the stored lines of a known order once per "
+    "occurrence of its key in the batch (the request_orders join is not distinct)",
+)
+def test_an_order_asked_twice_in_one_batch_gets_the_same_answer_twice(shared_carrier):
+    http = HttpCarrier(base_url=shared_carrier.base_url)
+    [first] = http.create_shipments(requests_for(211))
+    assert http.create_shipments(requests_for(211, 211)) == [first, first]
+
+
+def test_batches_keep_request_order(shared_carrier, tmp_path):
+    batch = requests_for(305, 301, 304, 302, 303)
+    answers = HttpCarrier(base_url=shared_carrier.base_url, batch_size=2).create_shipments(batch)
+    assert [a.order_key for a in answers] == [305, 301, 304, 302, 303]
+    local = LocalCarrier(url=sqlite_url(tmp_path / "local" / "carrier.sqlite"))
+    assert answers == local.create_shipments(batch)
+    assert HttpCarrier(base_url=shared_carrier.base_url).create_shipments([]) == []
+
+
+def test_malformed_requests_are_400_and_unknown_routes_404(shared_carrier):
+    url = f"{shared_carrier.base_url}/v1/shipments"
+    bad_json = requests.post(
+        url, data="{not json", headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert bad_json.status_code == 400
+    assert "not JSON" in bad_json.json()["error"]
+    missing = requests.post(url, json={"shipments": [{"order_key": 1}]}, timeout=5)
+    assert missing.status_code == 400
+    assert "shipments[0]" in missing.json()["error"]
+    [request] = requests_for(402)
+    twice = {
+        **request_to_json(request),
+        "lines": [{"line_number": 1, "quantity": 1, "ship_mode": "AIR"}] * 2,
+    }
+    same_line = requests.post(url, json={"shipments": [twice]}, timeout=5)
+    assert same_line.status_code == 400
+    assert "repeats a line number" in same_line.json()["error"]
+    bad_day = requests.get(
+        f"{url}/summary", params={"start": "yesterday", "end": "2021-01-01"}, timeout=5
+    )
+    assert bad_day.status_code == 400
+    assert requests.get(f"{shared_carrier.base_url}/v2/nothing", timeout=5).status_code == 404
+    # A wrong base_url is a configuration error: no retry can fix it.
+    wrong = HttpCarrier(base_url=f"{shared_carrier.base_url}/api")
+    with pytest.raises(SystemRefused, match=r"404.*base_url"):
+        wrong.create_shipments(requests_for(401))
+
+
+def test_a_rejected_order_is_refused_with_a_reason(start_carrier):
+    carrier = start_carrier("--reject", "502")
+    answers = HttpCarrier(base_url=carrier.base_url).create_shipments(requests_for(501, 502))
+    assert [(a.order_key, a.status) for a in answers] == [(501, "shipped"), (502, "refused")]
+    refused = answers[1]
+    assert refused.tracking_number is None
+    assert "refused" in refused.reason
+
+
+def test_a_down_carrier_is_unavailable(start_carrier):
+    carrier = start_carrier("--down")
+    http = HttpCarrier(base_url=carrier.base_url)
+    with pytest.raises(SystemUnavailable, match=r"carrier .*503.*down") as error:
+        http.create_shipments(requests_for(601))
+    assert carrier.base_url in str(error.value)
+    with pytest.raises(SystemUnavailable):
+        http.shipments_by_day("2021-01-01", "2022-01-01")
+
+
+def test_an_outage_of_one_call_fails_once_then_recovers(start_carrier):
+    http = HttpCarrier(base_url=start_carrier("--outage-calls", "1").base_url)
+    with pytest.raises(SystemUnavailable, match="503"):
+        http.create_shipments(requests_for(701))
+    [answer] = http.create_shipments(requests_for(701))
+    assert answer.status == "shipped"
+
+
+def test_the_token_is_required_when_the_server_has_one(start_carrier, monkeypatch):
+    carrier = start_carrier(token=TOKEN)
+    batch = requests_for(801)
+    for token in (None, "wrong-token"):
+        with pytest.raises(SystemRefused, match=r"401.*ORDERFLOW_CARRIER_TOKEN") as error:
+            HttpCarrier(base_url=carrier.base_url, token=token).create_shipments(batch)
+        assert TOKEN not in str(error.value)
+    [answer] = HttpCarrier(base_url=carrier.base_url, token=TOKEN).create_shipments(batch)
+    assert answer.status == "shipped"
+    assert TOKEN not in carrier.stderr.read_text()
+    # The intended wiring: the token comes from the environment when Dagster builds the resource.
+    monkeypatch.setenv("ORDERFLOW_CARRIER_TOKEN", TOKEN)
+    configured = HttpCarrier(base_url=carrier.base_url, token=dg.EnvVar("ORDERFLOW_CARRIER_TOKEN"))
+    with dg.build_resources({"carrier": configured}) as resources:
+        assert resources.carrier.create_shipments(batch) == [answer]
+
+
+def test_nothing_listening_is_unavailable():
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(SystemUnavailable, match=re.escape(f"carrier unreachable at {url}")):
+        HttpCarrier(base_url=url, timeout_seconds=2).create_shipments(requests_for(901))
+
+
+def test_the_server_stops_cleanly_on_sigterm(start_carrier):
+    carrier = start_carrier()
+    assert carrier.stop() == 0
+    assert carrier.stderr.read_text() == ""

@@ -1,0 +1,341 @@
+"""The notifier: the Maildir outbox, SMTP against a local server, the alert webhook."""
+
+from __future__ import annotations
+
+import email
+import json
+import mailbox
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.utils import parseaddr
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
+from resources.notifier import REJECTED, SENT, MaildirNotifier, Message, file_name, message_id
+from resources.notifier_smtp import SmtpNotifier
+from resources.sql import sqlite_url
+
+DAY = "2026-11-24"
+BATCH = [
+    Message(
+        "shipped:101", DAY, "shipment", "Ann <ann@example.com>", "Order 101 shipped", "Line 1\nL2"
+    ),
+    Message("backorder:102", DAY, "back_order", "bob@example.com", "Order 102 delayed", "Sorry."),
+    Message("refund:103", DAY, "refund", "cy@example.com", "Refund for order 103", "Refunded."),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(path for sub in ("new", "cur") for path in (folder / sub).iterdir())
+
+
+# Maildir
+
+
+def test_maildir_writes_one_parsable_file_per_message(tmp_path):
+    outbox = tmp_path / "outbox"
+    notifier = MaildirNotifier(outbox_dir=str(outbox))
+    deliveries = notifier.send(BATCH)
+    assert [(d.key, d.status, d.message_id) for d in deliveries] == [
+        (m.key, SENT, message_id(m.key)) for m in BATCH
+    ]
+    assert sorted(p.name for p in (outbox / f".{DAY}" / "new").iterdir()) == sorted(
+        file_name(m.key) for m in BATCH
+    )
+    folder = mailbox.Maildir(outbox, factory=None).get_folder(DAY)
+    parsed = {msg["X-Orderflow-Key"]: msg for msg in folder}
+    assert set(parsed) == {m.key for m in BATCH}
+    for sent in BATCH:
+        msg = parsed[sent.key]
+        assert (msg["To"], msg["Subject"], msg["Message-ID"]) == (
+            sent.to,
+            sent.subject,
+            message_id(sent.key),
+        )
+        assert msg["From"] == "Orderflow <orders@orderflow.example>"
+        assert msg.get_payload(decode=True).decode().replace("\r\n", "\n") == sent.body + "\n"
+
+
+def test_maildir_admin_alert_goes_to_the_admin_folder(tmp_path):
+    outbox = tmp_path / "outbox"
+    notifier = MaildirNotifier(outbox_dir=str(outbox))
+    delivery = notifier.alert("alert:stock:2026-11-24", DAY, "Stock low", "Part 7 below 10.")
+    assert delivery.status == SENT
+    [path] = files(outbox / ".admin")
+    msg = email.message_from_bytes(path.read_bytes())
+    assert (msg["To"], msg["Subject"]) == ("ops@orderflow.example", "[orderflow] Stock low")
+    assert not (outbox / f".{DAY}").exists()
+
+
+def test_maildir_sending_again_is_a_no_op(tmp_path):
+    outbox = tmp_path / "outbox"
+    for _ in range(3):
+        deliveries = MaildirNotifier(outbox_dir=str(outbox)).send(BATCH + BATCH[:1])
+        assert [d.status for d in deliveries] == [SENT] * 4
+    assert len(files(outbox / f".{DAY}")) == len(BATCH)
+
+
+def test_maildir_message_read_by_a_client_is_not_sent_again(tmp_path):
+    outbox = tmp_path / "outbox"
+    notifier = MaildirNotifier(outbox_dir=str(outbox))
+    notifier.send(BATCH[:1])
+    name = file_name(BATCH[0].key)
+    folder = outbox / f".{DAY}"
+    (folder / "new" / name).rename(folder / "cur" / f"{name}:2,S")
+    assert notifier.send(BATCH[:1])[0].status == SENT
+    assert [p.name for p in files(folder)] == [f"{name}:2,S"]
+
+
+def test_maildir_rejected_key_writes_no_file(tmp_path):
+    outbox = tmp_path / "outbox"
+    faults = FaultInjection(reject_keys=["backorder:102"])
+    deliveries = MaildirNotifier(outbox_dir=str(outbox), faults=faults).send(BATCH)
+    assert [d.status for d in deliveries] == [SENT, REJECTED, SENT]
+    assert "injected bounce" in deliveries[1].detail
+    assert file_name("backorder:102") not in {p.name for p in files(outbox / f".{DAY}")}
+    assert len(files(outbox / f".{DAY}")) == 2
+
+
+def test_maildir_down_is_unavailable(tmp_path):
+    notifier = MaildirNotifier(outbox_dir=str(tmp_path), faults=FaultInjection(down=True))
+    with pytest.raises(SystemUnavailable, match="notifier is down"):
+        notifier.send(BATCH)
+    assert not (tmp_path / f".{DAY}").exists()
+
+
+def test_maildir_outage_spans_resource_instances(tmp_path):
+    faults = FaultInjection(outage_calls=2)
+    for _ in range(2):
+        with pytest.raises(SystemUnavailable, match="injected outage"):
+            MaildirNotifier(outbox_dir=str(tmp_path), faults=faults).send(BATCH)
+    deliveries = MaildirNotifier(outbox_dir=str(tmp_path), faults=faults).send(BATCH)
+    assert [d.status for d in deliveries] == [SENT] * 3
+
+
+def test_maildir_header_injection_adds_no_header(tmp_path):
+    sneaky = Message("k:1", DAY, "shipment", "ann@example.com\r\nCc: z@y", "Hi\r\nBcc: x@y", "b")
+    MaildirNotifier(outbox_dir=str(tmp_path)).send([sneaky])
+    [path] = files(tmp_path / f".{DAY}")
+    msg = email.message_from_bytes(path.read_bytes())
+    assert msg["Bcc"] is None and msg["Cc"] is None
+    assert msg["Subject"] == "Hi Bcc: x@y"
+    assert msg.get_payload() == "b\r\n"
+
+
+# SMTP
+
+
+class Collector:
+    """An aiosmtpd handler keeping every accepted envelope; answers chosen RCPTs with an error."""
+
+    def __init__(self, replies: dict[str, str] | None = None):
+        self.replies = dict(replies or {})
+        self.envelopes: list[tuple[str, list[str], bytes]] = []
+        self.bodies: list[list[str]] = []  # the BODY= option of each MAIL FROM
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.replies:
+            return self.replies[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        self.bodies.append([o for o in envelope.mail_options if o.upper().startswith("BODY=")])
+        return "250 Message accepted for delivery"
+
+    def message_ids(self) -> list[str]:
+        return [email.message_from_bytes(content)["Message-ID"] for _, _, content in self.envelopes]
+
+
+@contextmanager
+def smtp_server(handler: Collector, **kwargs) -> Iterator[int]:
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **kwargs)
+    controller.start()
+    try:
+        yield controller.port
+    finally:
+        controller.stop()
+
+
+def smtp_notifier(tmp_path: Path, port: int, **kwargs) -> SmtpNotifier:
+    return SmtpNotifier(
+        host="127.0.0.1",
+        port=port,
+        timeout_seconds=5.0,
+        sent_log_url=sqlite_url(tmp_path / "systems" / "notifier.sqlite"),
+        **kwargs,
+    )
+
+
+def test_smtp_sends_each_message_once(tmp_path):
+    handler = Collector()
+    with smtp_server(handler) as port:
+        deliveries = smtp_notifier(tmp_path, port).send(BATCH)
+        assert [(d.key, d.status) for d in deliveries] == [(m.key, SENT) for m in BATCH]
+        assert [(sender, rcpts) for sender, rcpts, _ in handler.envelopes] == [
+            ("orders@orderflow.example", [parseaddr(m.to)[1]]) for m in BATCH
+        ]
+        assert handler.message_ids() == [message_id(m.key) for m in BATCH]
+        assert handler.bodies == [[]] * len(BATCH)  # ASCII: nothing to announce
+        first = email.message_from_bytes(handler.envelopes[0][2])
+        assert (first["To"], first["Subject"]) == (BATCH[0].to, BATCH[0].subject)
+
+        again = smtp_notifier(tmp_path, port).send([*BATCH, BATCH[0]])
+        assert [d.status for d in again] == [SENT] * 4
+        assert len(handler.envelopes) == len(BATCH)
+
+
+def test_smtp_eight_bit_body_arrives_intact(tmp_path):
+    handler = Collector()
+    greeting = Message("shipped:104", DAY, "shipment", "zoe@example.com", "Shipped", "Grüße, Zoë")
+    with smtp_server(handler) as port:
+        assert smtp_notifier(tmp_path, port).send([greeting])[0].status == SENT
+    [(_, _, content)] = handler.envelopes
+    assert handler.bodies == [["BODY=8BITMIME"]]
+    body = email.message_from_bytes(content).get_payload(decode=True).decode()
+    assert body == "Grüße, Zoë\r\n"
+
+
+def test_smtp_recipient_refused_is_rejected_and_recorded(tmp_path):
+    handler = Collector({"bob@example.com": "550 no such user"})
+    with smtp_server(handler) as port:
+        deliveries = smtp_notifier(tmp_path, port).send(BATCH)
+        assert [d.status for d in deliveries] == [SENT, REJECTED, SENT]
+        assert "550 no such user" in deliveries[1].detail
+        assert handler.message_ids() == [message_id(BATCH[0].key), message_id(BATCH[2].key)]
+        # The refusal is the answer for good: the message is not offered again.
+        again = smtp_notifier(tmp_path, port).send(BATCH)
+        assert again == deliveries
+        assert len(handler.envelopes) == 2
+
+
+def test_smtp_transient_refusal_defers_only_that_message(tmp_path):
+    handler = Collector({"bob@example.com": "451 try again later"})
+    with smtp_server(handler) as port:
+        with pytest.raises(SystemUnavailable, match=r"deferred 1 message.*451 try again later"):
+            smtp_notifier(tmp_path, port).send(BATCH)
+        assert len(handler.envelopes) == 2
+        handler.replies.clear()
+        deliveries = smtp_notifier(tmp_path, port).send(BATCH)
+        assert [d.status for d in deliveries] == [SENT] * 3
+        assert handler.message_ids()[2:] == [message_id("backorder:102")]
+
+
+def test_smtp_disconnect_mid_batch_keeps_what_was_accepted(tmp_path):
+    handler = Collector({"bob@example.com": "421 shutting down"})
+    with smtp_server(handler) as port:
+        with pytest.raises(SystemUnavailable, match="421 shutting down"):
+            smtp_notifier(tmp_path, port).send(BATCH)
+        handler.replies.clear()
+        deliveries = smtp_notifier(tmp_path, port).send(BATCH)
+        assert [d.status for d in deliveries] == [SENT] * 3
+        # The first message was recorded before the failure: it went out once.
+        assert handler.message_ids() == [message_id(m.key) for m in BATCH]
+
+
+def test_smtp_nothing_listening_is_unavailable(tmp_path):
+    port = free_port()
+    with pytest.raises(SystemUnavailable, match=rf"notifier \(SMTP 127\.0\.0\.1:{port}\)"):
+        smtp_notifier(tmp_path, port).send(BATCH)
+
+
+def test_smtp_injected_faults(tmp_path):
+    handler = Collector()
+    with smtp_server(handler) as port:
+        with pytest.raises(SystemUnavailable, match="injected outage"):
+            smtp_notifier(tmp_path, port, faults=FaultInjection(down=True)).send(BATCH)
+        faults = FaultInjection(reject_keys=["refund:103"])
+        deliveries = smtp_notifier(tmp_path, port, faults=faults).send(BATCH)
+        assert [d.status for d in deliveries] == [SENT, SENT, REJECTED]
+        assert len(handler.envelopes) == 2
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data == (b"orders", b"right-horse-battery")
+    # handled=False: aiosmtpd itself answers 535 to a failed login.
+    return AuthResult(success=ok, handled=False)
+
+
+def test_smtp_login_with_the_password_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORDERFLOW_SMTP_PASSWORD", "right-horse-battery")
+    handler = Collector()
+    with smtp_server(handler, authenticator=authenticator, auth_require_tls=False) as port:
+        resource = smtp_notifier(
+            tmp_path, port, username="orders", password=dg.EnvVar("ORDERFLOW_SMTP_PASSWORD")
+        )
+        with dg.build_resources({"notifier": resource}) as resources:
+            assert [d.status for d in resources.notifier.send(BATCH[:1])] == [SENT]
+    assert len(handler.envelopes) == 1
+
+
+def test_smtp_wrong_password_is_refused_without_showing_it(tmp_path):
+    handler = Collector()
+    with smtp_server(handler, authenticator=authenticator, auth_require_tls=False) as port:
+        notifier = smtp_notifier(tmp_path, port, username="orders", password="wrong-secret-42")
+        with pytest.raises(SystemRefused, match="ORDERFLOW_SMTP_PASSWORD") as caught:
+            notifier.send(BATCH)
+    error = caught.value
+    chain = [error, error.__cause__, error.__context__ if not error.__suppress_context__ else None]
+    assert not any("wrong-secret-42" in f"{e} {e!r}" for e in chain if e is not None)
+    assert handler.envelopes == []
+
+
+# Webhook
+
+
+@contextmanager
+def webhook(status: int) -> Iterator[tuple[str, list[dict]]]:
+    bodies: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_alert_posts_to_the_webhook_and_mails_the_admins(tmp_path):
+    with webhook(200) as (url, bodies):
+        notifier = MaildirNotifier(outbox_dir=str(tmp_path), webhook_url=url)
+        delivery = notifier.alert("alert:ledger:1", DAY, "Ledger off", "Off by 3.")
+    assert delivery.status == SENT
+    assert [(b["subject"], b["body"], b["key"]) for b in bodies] == [
+        ("Ledger off", "Off by 3.", "alert:ledger:1")
+    ]
+    assert len(files(tmp_path / ".admin")) == 1
+
+
+def test_alert_webhook_server_error_is_unavailable(tmp_path):
+    with webhook(500) as (url, bodies):
+        notifier = MaildirNotifier(outbox_dir=str(tmp_path), webhook_url=url)
+        with pytest.raises(SystemUnavailable, match="HTTP 500"):
+            notifier.alert("alert:ledger:1", DAY, "Ledger off", "Off by 3.")
+    assert len(bodies) == 1
