@@ -80,7 +80,7 @@ class SqlAccounting(AccountingResource):
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self.url)
-        create_schema(engine, SCHEMA)
+        create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
     def post(self, entries: Sequence[JournalEntry]) -> int:

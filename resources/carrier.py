@@ -170,7 +170,7 @@ class CarrierBook:
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self.url)
-        create_schema(engine, SCHEMA)
+        create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
     def _refusal(self, request: ShipmentRequest) -> str | None:
@@ -193,9 +193,10 @@ class CarrierBook:
             )
             conn.exec_driver_sql("delete from request_orders")
             if requests:
+                # Each key once: a key repeated in the batch would repeat its known lines in the join.
                 conn.execute(
                     sa.text("insert into request_orders values (:o)"),
-                    [{"o": r.order_key} for r in requests],
+                    [{"o": key} for key in dict.fromkeys(r.order_key for r in requests)],
                 )
             known = {
                 row[0]: Shipment(row[0], row[1], row[2], row[3], ())

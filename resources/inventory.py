@@ -120,7 +120,7 @@ class SqlInventory(InventoryResource):
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self.url)
-        create_schema(engine, SCHEMA)
+        create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
     def _inject(self) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import dagster as dg
 import requests
 
-from resources.faults import FaultInjection, SystemUnavailable, inject
+from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
 
 SYSTEM = "notifier"
 SENT, REJECTED = "sent", "rejected"
@@ -78,13 +78,16 @@ def render(message: Message, sender: str) -> bytes:
         "MIME-Version: 1.0\r\n"
         'Content-Type: text/plain; charset="utf-8"\r\n'
         "Content-Transfer-Encoding: 8bit\r\n"
-        "\r\n" + message.body.replace("\r\n", "\n").replace("\n", "\r\n") + "\r\n"
+        "\r\n"
+        + message.body.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+        + "\r\n"
     )
     return text.encode("utf-8")
 
 
 def post_webhook(url: str, subject: str, body: str, key: str, timeout: float = 10.0) -> None:
     """POST an admin alert as JSON to a webhook (Slack-style `text` plus structured fields)."""
+    # Chat webhook URLs carry their secret: no message below may include the URL.
     try:
         response = requests.post(
             url,
@@ -92,10 +95,14 @@ def post_webhook(url: str, subject: str, body: str, key: str, timeout: float = 1
             timeout=timeout,
         )
     except requests.RequestException as error:
-        raise SystemUnavailable(f"alert webhook unreachable: {type(error).__name__}") from error
-    if response.status_code >= 500:
+        raise SystemUnavailable(f"alert webhook unreachable: {type(error).__name__}") from None
+    if response.status_code >= 500 or response.status_code == 429:
         raise SystemUnavailable(f"alert webhook answered HTTP {response.status_code}")
-    response.raise_for_status()
+    if response.status_code >= 400:
+        raise SystemRefused(
+            f"alert webhook refused the alert: HTTP {response.status_code}; "
+            "check ORDERFLOW_ALERT_WEBHOOK"
+        )
 
 
 class NotifierResource(dg.ConfigurableResource, ABC):
@@ -112,14 +119,22 @@ class NotifierResource(dg.ConfigurableResource, ABC):
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""
 
+    @abstractmethod
+    def sent_before(self, message: Message) -> bool:
+        """Whether a message with this key was already sent."""
+
     def alert(self, key: str, day: str, subject: str, body: str) -> Delivery:
-        """Send an admin alert (and POST it to the webhook when one is configured), once per key."""
-        delivery = self.send(
-            [Message(key, day, "admin_alert", self.admin_address, f"[orderflow] {subject}", body)]
-        )[0]
-        if self.webhook_url:
+        """Send an admin alert (and POST it to the webhook when one is configured), once per key.
+
+        The webhook is posted before the e-mail is recorded, and only while the e-mail is unsent:
+        a retry after a failed POST posts again, a re-run after success posts nothing.
+        """
+        message = Message(
+            key, day, "admin_alert", self.admin_address, f"[orderflow] {subject}", body
+        )
+        if self.webhook_url and not self.sent_before(message):
             post_webhook(self.webhook_url, subject, body, key)
-        return delivery
+        return self.send([message])[0]
 
 
 class MaildirNotifier(NotifierResource):
@@ -132,6 +147,10 @@ class MaildirNotifier(NotifierResource):
     def _folder(self, message: Message) -> Path:
         name = ADMIN_FOLDER if message.kind == "admin_alert" else message.day
         return Path(self.outbox_dir) / f".{name}"
+
+    def sent_before(self, message: Message) -> bool:
+        """Whether a message with this key was already sent."""
+        return file_name(message.key) in _delivered(self._folder(message))
 
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""

@@ -69,6 +69,12 @@ class SmtpNotifier(NotifierResource):
     """SQLAlchemy URL of the sent log, e.g. sqlite:////data/systems/notifier.sqlite."""
     faults: FaultInjection = FaultInjection()
 
+    def sent_before(self, message: Message) -> bool:
+        """Whether a message with this key was already sent (or refused for good)."""
+        engine = engine_for(self.sent_log_url)
+        create_schema(engine, SCHEMA)
+        return message.key in _sent_before(engine, [message.key])
+
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order.
 

@@ -91,9 +91,11 @@ def read_connection(engine: sa.Engine, system: str) -> Iterator[sa.Connection]:
         raise SystemUnavailable(f"{system} database unavailable: {error.orig}") from error
 
 
-def create_schema(engine: sa.Engine, statements: Sequence[str]) -> None:
-    """Run `create ... if not exists` statements (idempotent)."""
-    with engine.begin() as conn:
+def create_schema(
+    engine: sa.Engine, statements: Sequence[str], system: str = "outside system"
+) -> None:
+    """Run `create ... if not exists` statements (idempotent); unreachable is a transient fault."""
+    with write_transaction(engine, system) as conn:
         for statement in statements:
             conn.exec_driver_sql(statement)
 

@@ -7,6 +7,11 @@ its own data dir whose `landing/` links to the session's store and whose warehou
 from __future__ import annotations
 
 import os
+
+# Outside-system steps back off 2 s, 4 s, 8 s in production; tests keep the shape, not the wait.
+# Set before the assets are imported: a RetryPolicy is fixed when its asset is defined.
+os.environ.setdefault("ORDERFLOW_RETRY_DELAY_S", "0.1")
+
 import shutil
 import subprocess
 from pathlib import Path

@@ -75,7 +75,7 @@ def inventory_stock(
         )
     ]
     added = 0
-    with calling("inventory", FIX):
+    with calling(context, "inventory", FIX):
         for batch in chunks(items, SEED_BATCH):
             added += inventory.seed_stock(batch)
         levels = inventory.stock_levels()
@@ -84,7 +84,9 @@ def inventory_stock(
     with warehouse.transaction() as con:
         con.register("stock_levels", frame)
         body = ", ".join(f"cast({n} as {t}) as {n}" for n, t, _ in INVENTORY_STOCK)
-        con.execute(f"create or replace table {GROUP}.inventory_stock as select {body} from stock_levels")  # noqa: S608
+        con.execute(
+            f"create or replace table {GROUP}.inventory_stock as select {body} from stock_levels"  # noqa: S608
+        )
         con.unregister("stock_levels")
         context.log.info(f"Inventory knows {len(levels)} (part, supplier) pairs; {added} new")
         yield dg.MaterializeResult(
@@ -93,7 +95,8 @@ def inventory_stock(
                 "pairs_added": added,
                 "units_available": int(frame["available"].sum()) if len(frame) else 0,
                 "preview": markdown_preview(
-                    con, f"select * from {GROUP}.inventory_stock order by available limit 5"  # noqa: S608
+                    con,
+                    f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
                 ),
             }
         )
@@ -165,7 +168,7 @@ def allocations(
     ]
     started = time.perf_counter()
     decisions = []
-    with calling("inventory", FIX):
+    with calling(context, "inventory", FIX):
         for batch in chunks(requests, RESERVE_BATCH):
             decisions.extend(inventory.reserve(batch))
         summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())

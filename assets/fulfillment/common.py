@@ -12,7 +12,7 @@ import pandas as pd
 
 from assets.fulfillment.tables import SCHEMAS, Columns
 from orchestration_defs import settings
-from resources.faults import SystemRefused
+from resources.faults import SystemRefused, SystemUnavailable
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:fulfillment"]
@@ -80,13 +80,24 @@ def replace_window(
 
 
 @contextmanager
-def calling(system: str, fix: str) -> Iterator[None]:
-    """Turn a permanent refusal into a failure that names the system and is not retried."""
+def calling(context: dg.AssetExecutionContext, system: str, fix: str) -> Iterator[None]:
+    """Guard calls to an outside system: refusals fail at once, outages retry, then fail clearly."""
     try:
         yield
     except SystemRefused as error:
         raise dg.Failure(
             description=f"The {system} system refused the request: {error}. {fix}",
+            allow_retries=False,
+        ) from error
+    except SystemUnavailable as error:
+        if context.retry_number < settings.retry_max():
+            raise  # the asset's RetryPolicy backs off and tries again
+        raise dg.Failure(
+            description=(
+                f"The {system} system is still unavailable after {context.retry_number + 1} "
+                f"attempts: {error}. {fix} Re-execute the run from the failed step when it is back: "
+                "nothing it did before is repeated."
+            ),
             allow_retries=False,
         ) from error
 

@@ -126,7 +126,7 @@ def ledger_postings(
     entries = _entries(invoiced, reverse=False) + _entries(credited, reverse=True)
     started = time.perf_counter()
     posted = 0
-    with calling("accounting", FIX):
+    with calling(context, "accounting", FIX):
         for batch in chunks(entries, POST_BATCH):
             posted += accounting.post(batch)
         system_totals = accounting.day_totals(start.isoformat(), end.isoformat())
@@ -210,7 +210,9 @@ def ledger_postings(
     yield dg.AssetCheckResult(
         check_name="revenue_equals_invoiced",
         passed=not revenue_off,
-        metadata={"days_off": [f"{d}: ledger {got}, invoiced {want}" for d, got, want in revenue_off]},
+        metadata={
+            "days_off": [f"{d}: ledger {got}, invoiced {want}" for d, got, want in revenue_off]
+        },
     )
     ours = {(d, a): (int(dr), int(cr)) for d, a, dr, cr in warehouse_totals}
     differing = sorted(

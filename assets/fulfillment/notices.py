@@ -40,10 +40,12 @@ SEND_BATCH = 5_000
 FIX = "Check the notifier's configuration (resource `notifier`), then re-run the step."
 
 
-def _send(notifier: NotifierResource, messages: list[Message]) -> tuple[list, float]:
+def _send(
+    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: list[Message]
+) -> tuple[list, float]:
     started = time.perf_counter()
     deliveries = []
-    with calling("notifier", FIX):
+    with calling(context, "notifier", FIX):
         for batch in chunks(messages, SEND_BATCH):
             deliveries.extend(notifier.send(batch))
     return deliveries, time.perf_counter() - started
@@ -141,7 +143,7 @@ def backorder_notices(
                 ),
             )
         )
-    deliveries, seconds = _send(notifier, messages)
+    deliveries, seconds = _send(context, notifier, messages)
     frame = pd.DataFrame(
         {
             "o_orderkey": lines["o_orderkey"],
@@ -246,7 +248,7 @@ def shipment_notifications(
             strict=True,
         )
     ]
-    deliveries, seconds = _send(notifier, messages)
+    deliveries, seconds = _send(context, notifier, messages)
     frame = pd.DataFrame(
         {
             "o_orderkey": shipped["o_orderkey"],

@@ -95,7 +95,7 @@ def shipments(
     requests = _requests(lines)
     started = time.perf_counter()
     answers = []
-    with calling("carrier", CARRIER_FIX):
+    with calling(context, "carrier", CARRIER_FIX):
         for batch in chunks(requests, SHIP_BATCH):
             answers.extend(carrier.create_shipments(batch))
     call_seconds = time.perf_counter() - started
@@ -242,7 +242,8 @@ def compensations(
         params * 2,
     )
     records = []
-    with calling("inventory", "Check the inventory system (resource `inventory`)."):
+    started = time.perf_counter()
+    with calling(context, "inventory", "Check the inventory system (resource `inventory`)."):
         released = inventory.release(
             [
                 (int(order), int(line))
@@ -274,7 +275,7 @@ def compensations(
             strict=True,
         )
     ]
-    with calling("notifier", "Check the notifier (resource `notifier`)."):
+    with calling(context, "notifier", "Check the notifier (resource `notifier`)."):
         customer = {d.key: d for d in notifier.send(messages)}
         admin = {}
         for order, day, reason in zip(
@@ -288,6 +289,7 @@ def compensations(
                 f"Compensated: reservation released, credit note CN-{order} issued, "
                 "customer told.",
             )
+    call_seconds = time.perf_counter() - started
     for row in refused.itertuples(index=False):
         delivery = customer[f"refund:{row.o_orderkey}"]
         records.append(
@@ -314,6 +316,7 @@ def compensations(
             metadata={
                 "dagster/row_count": len(frame),
                 "lines_released_now": released,
+                "inventory_and_notifier_call_s": round(call_seconds, 3),
                 "preview": markdown_preview(
                     con,
                     "select * from fulfillment.compensations where o_orderdate >= ? "

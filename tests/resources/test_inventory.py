@@ -148,7 +148,11 @@ def test_pairs_keep_separate_stock(tmp_path):
     system = inventory(tmp_path)
     system.seed_stock([StockItem(1, 1, 60), StockItem(1, 2, 120)])  # bases 5 and 10
     decisions = system.reserve(
-        [line(1, 1, 5, part=1, supp=1), line(1, 2, 5, part=1, supp=2), line(2, 1, 1, part=1, supp=1)]
+        [
+            line(1, 1, 5, part=1, supp=1),
+            line(1, 2, 5, part=1, supp=2),
+            line(2, 1, 1, part=1, supp=1),
+        ]
     )
     assert [d.status for d in decisions] == [RESERVED, RESERVED, BACKORDERED]
     assert system.stock_levels() == [(1, 1, 5, 0), (1, 2, 10, 5)]
@@ -302,9 +306,9 @@ def test_release_returns_the_quantity_once(tmp_path, stocked):
     # asking to reserve a released line again returns its first decision and takes no stock
     assert statuses(stocked.reserve([line(1, 1, 4)])) == [(1, 1, RESERVED)]
     assert available(stocked) == 7
-    assert rows(tmp_path, "select status from reservations where order_key = 1 and line_number = 1") == [
-        (RELEASED,)
-    ]
+    assert rows(
+        tmp_path, "select status from reservations where order_key = 1 and line_number = 1"
+    ) == [(RELEASED,)]
 
 
 def test_release_of_several_lines_of_one_pair_adds_them_all(stocked):
@@ -397,6 +401,15 @@ def test_an_outage_of_two_calls_spans_resource_instances(tmp_path):
     assert (db_path(tmp_path).parent / "inventory.faults").read_text() == "4"
 
 
+def test_an_unreachable_database_is_a_transient_fault(tmp_path):
+    db_path(tmp_path).mkdir(parents=True)  # a directory where the database file should be
+    system = inventory(tmp_path)
+    with pytest.raises(SystemUnavailable, match="inventory database unavailable"):
+        system.reserve([line(1, 1, 1)])
+    with pytest.raises(SystemUnavailable, match="inventory database unavailable"):
+        system.stock_levels()
+
+
 # --- concurrency -------------------------------------------------------------------------------
 
 
@@ -441,7 +454,9 @@ def test_overlapping_concurrent_batches_decide_each_line_once(tmp_path):
     shared = answers[0].keys() & answers[1].keys()
     assert len(shared) == 30
     assert all(answers[0][key] == answers[1][key] for key in shared)
-    assert rows(tmp_path, "select count(*), count(distinct order_key) from reservations") == [(90, 90)]
+    assert rows(tmp_path, "select count(*), count(distinct order_key) from reservations") == [
+        (90, 90)
+    ]
 
     reserved = dict.fromkeys(pairs, 0)
     for request in requests:
