@@ -18,7 +18,9 @@ from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     create_schema,
     engine_for,
+    execute_many,
     fault_state_file,
+    fetch_all,
     read_connection,
     write_transaction,
 )
@@ -106,16 +108,13 @@ class SqlAccounting(AccountingResource):
             )
             conn.exec_driver_sql("delete from entry_keys")
             if entries:
-                conn.execute(
-                    sa.text("insert into entry_keys values (:k)"), [{"k": e.key} for e in entries]
-                )
+                execute_many(conn, "insert into entry_keys values (?)", [(e.key,) for e in entries])
             posted = {
                 row[0]
-                for row in conn.execute(
-                    sa.text(
-                        "select j.entry_key from journal_entries j "
-                        "join entry_keys k on k.entry_key = j.entry_key"
-                    )
+                for row in fetch_all(
+                    conn,
+                    "select j.entry_key from journal_entries j "
+                    "join entry_keys k on k.entry_key = j.entry_key",
                 )
             }
             conn.exec_driver_sql("drop table entry_keys")
@@ -124,32 +123,22 @@ class SqlAccounting(AccountingResource):
                 if entry.key not in posted:
                     posted.add(entry.key)
                     new.append(entry)
-            if new:
-                conn.execute(
-                    sa.text(
-                        "insert into journal_entries (entry_key, entry_day, kind, order_key) "
-                        "values (:k, :d, :t, :o)"
-                    ),
-                    [{"k": e.key, "d": e.day, "t": e.kind, "o": e.order_key} for e in new],
-                )
-                conn.execute(
-                    sa.text(
-                        "insert into journal_lines (entry_key, line_number, entry_day, account,"
-                        " debit_cents, credit_cents) values (:k, :n, :d, :a, :dr, :cr)"
-                    ),
-                    [
-                        {
-                            "k": e.key,
-                            "n": number,
-                            "d": e.day,
-                            "a": line.account,
-                            "dr": line.debit_cents,
-                            "cr": line.credit_cents,
-                        }
-                        for e in new
-                        for number, line in enumerate(e.lines, start=1)
-                    ],
-                )
+            execute_many(
+                conn,
+                "insert into journal_entries (entry_key, entry_day, kind, order_key) "
+                "values (?, ?, ?, ?)",
+                [(e.key, e.day, e.kind, e.order_key) for e in new],
+            )
+            execute_many(
+                conn,
+                "insert into journal_lines (entry_key, line_number, entry_day, account,"
+                " debit_cents, credit_cents) values (?, ?, ?, ?, ?, ?)",
+                [
+                    (e.key, number, e.day, line.account, line.debit_cents, line.credit_cents)
+                    for e in new
+                    for number, line in enumerate(e.lines, start=1)
+                ],
+            )
             return len(new)
 
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:

@@ -23,7 +23,9 @@ from resources.faults import FaultInjection, inject
 from resources.sql import (
     create_schema,
     engine_for,
+    execute_many,
     fault_state_file,
+    fetch_all,
     read_connection,
     write_transaction,
 )
@@ -194,27 +196,26 @@ class CarrierBook:
             conn.exec_driver_sql("delete from request_orders")
             if requests:
                 # Each key once: a key repeated in the batch would repeat its known lines in the join.
-                conn.execute(
-                    sa.text("insert into request_orders values (:o)"),
-                    [{"o": key} for key in dict.fromkeys(r.order_key for r in requests)],
+                execute_many(
+                    conn,
+                    "insert into request_orders values (?)",
+                    [(key,) for key in dict.fromkeys(r.order_key for r in requests)],
                 )
             known = {
                 row[0]: Shipment(row[0], row[1], row[2], row[3], ())
-                for row in conn.execute(
-                    sa.text(
-                        "select s.order_key, s.status, s.tracking_number, s.reason from shipments s"
-                        " join request_orders r on r.order_key = s.order_key"
-                    )
+                for row in fetch_all(
+                    conn,
+                    "select s.order_key, s.status, s.tracking_number, s.reason from shipments s"
+                    " join request_orders r on r.order_key = s.order_key",
                 )
             }
             known_lines: dict[int, list[ShipmentLine]] = {}
-            for row in conn.execute(
-                sa.text(
-                    "select l.order_key, l.line_number, l.quantity, l.ship_mode, l.ship_date,"
-                    " l.delivery_date from shipment_lines l"
-                    " join request_orders r on r.order_key = l.order_key"
-                    " order by l.order_key, l.line_number"
-                )
+            for row in fetch_all(
+                conn,
+                "select l.order_key, l.line_number, l.quantity, l.ship_mode, l.ship_date,"
+                " l.delivery_date from shipment_lines l"
+                " join request_orders r on r.order_key = l.order_key"
+                " order by l.order_key, l.line_number",
             ):
                 known_lines.setdefault(row[0], []).append(ShipmentLine(*row[1:]))
             conn.exec_driver_sql("drop table request_orders")
@@ -248,42 +249,38 @@ class CarrierBook:
                 known_lines[request.order_key] = list(shipment.lines)
                 answers.append(shipment)
                 new_shipments.append(
-                    {
-                        "o": request.order_key,
-                        "d": request.order_day,
-                        "dest": request.destination,
-                        "st": shipment.status,
-                        "t": shipment.tracking_number,
-                        "r": shipment.reason,
-                    }
+                    (
+                        request.order_key,
+                        request.order_day,
+                        request.destination,
+                        shipment.status,
+                        shipment.tracking_number,
+                        shipment.reason,
+                    )
                 )
                 new_lines.extend(
-                    {
-                        "o": request.order_key,
-                        "l": line.line_number,
-                        "m": line.ship_mode,
-                        "q": line.quantity,
-                        "sd": line.ship_date,
-                        "dd": line.delivery_date,
-                    }
+                    (
+                        request.order_key,
+                        line.line_number,
+                        line.ship_mode,
+                        line.quantity,
+                        line.ship_date,
+                        line.delivery_date,
+                    )
                     for line in shipment.lines
                 )
-            if new_shipments:
-                conn.execute(
-                    sa.text(
-                        "insert into shipments (order_key, order_day, destination, status,"
-                        " tracking_number, reason) values (:o, :d, :dest, :st, :t, :r)"
-                    ),
-                    new_shipments,
-                )
-            if new_lines:
-                conn.execute(
-                    sa.text(
-                        "insert into shipment_lines (order_key, line_number, ship_mode, quantity,"
-                        " ship_date, delivery_date) values (:o, :l, :m, :q, :sd, :dd)"
-                    ),
-                    new_lines,
-                )
+            execute_many(
+                conn,
+                "insert into shipments (order_key, order_day, destination, status,"
+                " tracking_number, reason) values (?, ?, ?, ?, ?, ?)",
+                new_shipments,
+            )
+            execute_many(
+                conn,
+                "insert into shipment_lines (order_key, line_number, ship_mode, quantity,"
+                " ship_date, delivery_date) values (?, ?, ?, ?, ?, ?)",
+                new_lines,
+            )
         return answers
 
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:

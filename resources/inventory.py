@@ -27,7 +27,9 @@ from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     create_schema,
     engine_for,
+    execute_many,
     fault_state_file,
+    fetch_all,
     read_connection,
     write_transaction,
 )
@@ -165,22 +167,20 @@ class SqlInventory(InventoryResource):
             _load_keys(conn, [(r.order_key, r.line_number, r.partkey, r.suppkey) for r in requests])
             decided = {
                 (row[0], row[1]): row[2]
-                for row in conn.execute(
-                    sa.text(
-                        "select r.order_key, r.line_number, r.status from reservations r "
-                        "join request_keys k on k.order_key = r.order_key "
-                        "and k.line_number = r.line_number"
-                    )
+                for row in fetch_all(
+                    conn,
+                    "select r.order_key, r.line_number, r.status from reservations r "
+                    "join request_keys k on k.order_key = r.order_key "
+                    "and k.line_number = r.line_number",
                 )
             }
             stock = {
                 (row[0], row[1]): [row[2], row[3], row[4]]
-                for row in conn.execute(
-                    sa.text(
-                        "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month "
-                        "from stock s join (select distinct partkey, suppkey from request_keys) k "
-                        "on k.partkey = s.partkey and k.suppkey = s.suppkey"
-                    )
+                for row in fetch_all(
+                    conn,
+                    "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month "
+                    "from stock s join (select distinct partkey, suppkey from request_keys) k "
+                    "on k.partkey = s.partkey and k.suppkey = s.suppkey",
                 )
             }
             new_rows, restocks, touched = [], [], set()
@@ -200,7 +200,7 @@ class SqlInventory(InventoryResource):
                     if month > level[2]:
                         top_up = max(0, level[0] - level[1])
                         if top_up:
-                            restocks.append({"p": pair[0], "s": pair[1], "m": month, "q": top_up})
+                            restocks.append((pair[0], pair[1], month, top_up))
                         level[1] += top_up
                         level[2] = month
                         touched.add(pair)
@@ -212,43 +212,37 @@ class SqlInventory(InventoryResource):
                         status = BACKORDERED
                     decided[key] = status
                     new_rows.append(
-                        {
-                            "o": request.order_key,
-                            "l": request.line_number,
-                            "d": request.order_day,
-                            "p": request.partkey,
-                            "s": request.suppkey,
-                            "q": request.quantity,
-                            "st": status,
-                        }
+                        (
+                            request.order_key,
+                            request.line_number,
+                            request.order_day,
+                            request.partkey,
+                            request.suppkey,
+                            request.quantity,
+                            status,
+                        )
                     )
                 # A released line was reserved when decided: the decision is what is returned.
                 decision = RESERVED if status == RELEASED else status
                 results.append(Reservation(request.order_key, request.line_number, decision))
-            if new_rows:
-                conn.execute(
-                    sa.text(
-                        "insert into reservations (order_key, line_number, order_day, partkey,"
-                        " suppkey, quantity, status) values (:o, :l, :d, :p, :s, :q, :st)"
-                    ),
-                    new_rows,
-                )
-            if touched:
-                conn.execute(
-                    sa.text(
-                        "update stock set available = :a, restocked_month = :m "
-                        "where partkey = :p and suppkey = :s"
-                    ),
-                    [{"a": stock[p][1], "m": stock[p][2], "p": p[0], "s": p[1]} for p in touched],
-                )
-            if restocks:
-                conn.execute(
-                    sa.text(
-                        "insert into restocks (partkey, suppkey, month, quantity) "
-                        "values (:p, :s, :m, :q) on conflict do nothing"
-                    ),
-                    restocks,
-                )
+            execute_many(
+                conn,
+                "insert into reservations (order_key, line_number, order_day, partkey,"
+                " suppkey, quantity, status) values (?, ?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+            execute_many(
+                conn,
+                "update stock set available = ?, restocked_month = ? "
+                "where partkey = ? and suppkey = ?",
+                [(stock[p][1], stock[p][2], p[0], p[1]) for p in touched],
+            )
+            execute_many(
+                conn,
+                "insert into restocks (partkey, suppkey, month, quantity) "
+                "values (?, ?, ?, ?) on conflict do nothing",
+                restocks,
+            )
             conn.exec_driver_sql("drop table request_keys")
         return results
 
@@ -334,8 +328,4 @@ def _load_keys(conn: sa.Connection, keys: Sequence[tuple[int, int, int, int]]) -
         " partkey bigint, suppkey bigint)"
     )
     conn.exec_driver_sql("delete from request_keys")
-    if keys:
-        conn.execute(
-            sa.text("insert into request_keys values (:o, :l, :p, :s)"),
-            [{"o": o, "l": ln, "p": p, "s": s} for o, ln, p, s in keys],
-        )
+    execute_many(conn, "insert into request_keys values (?, ?, ?, ?)", keys)

@@ -17,7 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from resources.faults import SystemUnavailable
+from resources.faults import SystemRefused, SystemUnavailable
 
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
@@ -79,6 +79,9 @@ def write_transaction(
             yield conn
     except sa.exc.OperationalError as error:
         raise SystemUnavailable(f"{system} database unavailable: {error.orig}") from error
+    except sa.exc.IntegrityError as error:
+        # A request that breaks the system's own constraints fails the same way on every retry.
+        raise SystemRefused(f"{system} rejected the request: {error.orig}") from error
 
 
 @contextmanager
@@ -91,13 +94,42 @@ def read_connection(engine: sa.Engine, system: str) -> Iterator[sa.Connection]:
         raise SystemUnavailable(f"{system} database unavailable: {error.orig}") from error
 
 
+_schemas_ready: set[tuple[str, tuple[str, ...]]] = set()
+
+
 def create_schema(
     engine: sa.Engine, statements: Sequence[str], system: str = "outside system"
 ) -> None:
-    """Run `create ... if not exists` statements (idempotent); unreachable is a transient fault."""
+    """Run `create ... if not exists` statements once per database and process."""
+    marker = (str(engine.url), tuple(statements))
+    if marker in _schemas_ready:
+        return
     with write_transaction(engine, system) as conn:
         for statement in statements:
             conn.exec_driver_sql(statement)
+    _schemas_ready.add(marker)
+
+
+def _driver_sql(conn: sa.Connection, sql: str) -> str:
+    # SQL is written with `?` placeholders; psycopg2 and friends spell them `%s`.
+    if conn.dialect.paramstyle in ("format", "pyformat"):
+        return sql.replace("?", "%s")
+    return sql
+
+
+def execute_many(conn: sa.Connection, sql: str, rows: Sequence[tuple]) -> None:
+    """Run a statement once per row of positional parameters, straight through the driver.
+
+    Bulk paths skip SQLAlchemy's per-row parameter processing, which costs more than SQLite's
+    own insert; values are still bound parameters, never SQL text.
+    """
+    if rows:
+        conn.exec_driver_sql(_driver_sql(conn, sql), list(rows))
+
+
+def fetch_all(conn: sa.Connection, sql: str, params: tuple = ()) -> list[tuple]:
+    """All rows of a query with positional parameters, straight through the driver."""
+    return [tuple(row) for row in conn.exec_driver_sql(_driver_sql(conn, sql), params)]
 
 
 def chunks(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -158,11 +158,6 @@ def test_repeated_requests_get_the_first_answers_and_add_no_rows(shared_carrier)
     assert shared_carrier.row_counts() == rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CarrierBook.create_shipments repeats the stored lines of a known order once per "
-    "occurrence of its key in the batch (the request_orders join is not distinct)",
-)
 def test_an_order_asked_twice_in_one_batch_gets_the_same_answer_twice(shared_carrier):
     http = HttpCarrier(base_url=shared_carrier.base_url)
     [first] = http.create_shipments(requests_for(211))
