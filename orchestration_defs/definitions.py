@@ -8,6 +8,10 @@ import os
 
 import dagster as dg
 
+from assets.analytics.daily import daily_sales, fulfillment_kpis
+from assets.analytics.history import customer_value, inventory_health, profit_by_nation_year
+from assets.analytics.report import daily_report
+from assets.analytics.timeline import order_timeline
 from assets.fulfillment.allocations import allocations, inventory_stock
 from assets.fulfillment.invoices import invoices
 from assets.fulfillment.ledger import ledger_postings
@@ -16,7 +20,7 @@ from assets.fulfillment.shipments import compensations, shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs import settings
-from orchestration_defs.jobs import fulfillment_job, staging_job
+from orchestration_defs.jobs import analytics_job, fulfillment_job, staging_job
 from resources.accounting import SqlAccounting
 from resources.carrier import CarrierResource, LocalCarrier
 from resources.carrier_http import HttpCarrier
@@ -24,6 +28,7 @@ from resources.inventory import SqlInventory
 from resources.notifier import MaildirNotifier, NotifierResource
 from resources.notifier_smtp import SmtpNotifier
 from resources.order_system import LandingZoneOrderSystem
+from resources.reports import ReportStore
 from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 
@@ -71,6 +76,7 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         ),
         "carrier": _carrier(),
         "notifier": _notifier(),
+        "reports": ReportStore(directory=str(settings.data_dir() / "reports")),
         "accounting": SqlAccounting(
             url=os.environ.get("ORDERFLOW_ACCOUNTING_URL")
             or sqlite_url(systems / "accounting.sqlite")
@@ -89,9 +95,19 @@ FULFILLMENT_ASSETS = [
     ledger_postings,
 ]
 
+ANALYTICS_ASSETS = [
+    daily_sales,
+    fulfillment_kpis,
+    order_timeline,
+    inventory_health,
+    customer_value,
+    profit_by_nation_year,
+    daily_report,
+]
+
 defs = dg.Definitions(
-    assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS],
-    jobs=[staging_job, fulfillment_job],
+    assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS, *ANALYTICS_ASSETS],
+    jobs=[staging_job, fulfillment_job, analytics_job],
     resources=build_resources(),
     # Every step writes the one DuckDB file, whose single writer the "duckdb" pool serialises
     # anyway; running steps in-process saves a process start per step.

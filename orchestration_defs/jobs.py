@@ -20,3 +20,10 @@ fulfillment_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Reserve, notify, invoice, ship, compensate and post a day's (or a range's) orders.",
 )
+
+# The marts and the daily report over what staging and fulfillment recorded.
+analytics_job = dg.define_asset_job(
+    name="analytics_job",
+    selection=dg.AssetSelection.groups("analytics"),
+    description="Refresh the marts (a day's partitions, or a range) and the daily report.",
+)

@@ -19,7 +19,16 @@ from pathlib import Path
 import pytest
 
 from simulator.history import find_tpchgen, generate_store
-from tests.helpers import HISTORY_END, HISTORY_START, SCALE, load_catalog, make_data_dir, stage
+from tests.helpers import (
+    HISTORY_END,
+    HISTORY_START,
+    SCALE,
+    check_outcomes,
+    fulfill,
+    load_catalog,
+    make_data_dir,
+    stage,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,4 +89,27 @@ def copy_of_history(tmp_path, staged_history) -> Path:
     """A private copy of the fully staged warehouse, for tests that write to it."""
     data = make_data_dir(tmp_path / "data", (staged_history / "landing").resolve().parent)
     shutil.copy(staged_history / "warehouse.duckdb", data / "warehouse.duckdb")
+    return data
+
+
+@pytest.fixture(scope="session")
+def fulfilled_history(tmp_path_factory, staged_history) -> Path:
+    """The whole staged history run through the chain in one run (a full backfill)."""
+    data = make_data_dir(
+        tmp_path_factory.mktemp("fulfilled") / "data", (staged_history / "landing").resolve().parent
+    )
+    shutil.copy(staged_history / "warehouse.duckdb", data / "warehouse.duckdb")
+    result = fulfill(data, HISTORY_START, HISTORY_END)
+    assert result.success
+    outcomes = check_outcomes(result)
+    assert all(outcomes.values()), outcomes
+    return data
+
+
+@pytest.fixture
+def copy_of_fulfilled(tmp_path, fulfilled_history) -> Path:
+    """A private copy of the fulfilled history: warehouse and outside systems."""
+    data = make_data_dir(tmp_path / "data", (fulfilled_history / "landing").resolve().parent)
+    shutil.copy(fulfilled_history / "warehouse.duckdb", data / "warehouse.duckdb")
+    shutil.copytree(fulfilled_history / "systems", data / "systems")
     return data

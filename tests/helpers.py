@@ -8,13 +8,14 @@ import dagster as dg
 
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
-from orchestration_defs.definitions import FULFILLMENT_ASSETS
+from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier
 from resources.faults import FaultInjection
 from resources.inventory import SqlInventory
 from resources.notifier import MaildirNotifier
 from resources.order_system import LandingZoneOrderSystem
+from resources.reports import ReportStore
 from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 
@@ -47,6 +48,7 @@ def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -
             url=sqlite_url(systems / "carrier.sqlite"), faults=fault("carrier")
         ),
         "notifier": MaildirNotifier(outbox_dir=str(data / "outbox"), faults=fault("notifier")),
+        "reports": ReportStore(directory=str(data / "reports")),
         "accounting": SqlAccounting(
             url=sqlite_url(systems / "accounting.sqlite"), faults=fault("accounting")
         ),
@@ -106,3 +108,34 @@ def query(data: Path, sql: str, params: list | None = None) -> list[tuple]:
     """
     with WarehouseResource(database=str(data / "warehouse.duckdb")).connect() as con:
         return con.execute(sql, params or []).fetchall()
+
+
+def analyse(data: Path, start: str, end: str | None = None, **kwargs) -> dg.ExecuteInProcessResult:
+    """Refresh the partitioned marts for a partition or a range (fulfillment must be there)."""
+    partitioned = [a for a in ANALYTICS_ASSETS if a.partitions_def is not None]
+    return dg.materialize(
+        [staging_orders, staging_catalog, *FULFILLMENT_ASSETS, *ANALYTICS_ASSETS],
+        selection=partitioned,
+        resources=resources_for(data),
+        **partition_kwargs(start, end),
+        **kwargs,
+    )
+
+
+def analyse_history(data: Path, **kwargs) -> dg.ExecuteInProcessResult:
+    """Refresh the unpartitioned marts and the daily report."""
+    whole = [a for a in ANALYTICS_ASSETS if a.partitions_def is None]
+    return dg.materialize(
+        [staging_orders, staging_catalog, *FULFILLMENT_ASSETS, *ANALYTICS_ASSETS],
+        selection=whole,
+        resources=resources_for(data),
+        **kwargs,
+    )
+
+
+def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """Every asset check's outcome in a run, by `<asset name>.<check name>`."""
+    return {
+        f"{e.asset_key.path[-1]}.{e.check_name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }

@@ -10,7 +10,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from assets.fulfillment.tables import SCHEMAS, Columns
+from assets.fulfillment.tables import KEYS, SCHEMAS, Columns
 from orchestration_defs import settings
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.warehouse import WarehouseResource
@@ -55,6 +55,9 @@ def create_table(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -
     """Create fulfillment.<table> if missing; identifiers come from assets/fulfillment/tables.py."""
     body = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in columns)
     con.execute(f"create table if not exists {GROUP}.{table} ({body})")
+    # Warehouses created before a column was added get it (null for the rows already there).
+    for name, sql_type, _ in columns:
+        con.execute(f"alter table {GROUP}.{table} add column if not exists {name} {sql_type}")
 
 
 def replace_window(
@@ -64,19 +67,41 @@ def replace_window(
     day_column: str,
     start: date,
     end: date,
-    frame: pd.DataFrame,
+    rows: pd.DataFrame | str,
 ) -> None:
-    """Replace exactly the window's rows of fulfillment.<table> with the frame's, in the caller's transaction."""
+    """Replace exactly the window's rows of fulfillment.<table>, in the caller's transaction.
+
+    `rows` is a frame or the name of a relation with the table's columns except processed_at;
+    a row whose key was already there keeps its first processed_at, new rows get now().
+    """
     create_table(con, table, columns)
+    keys = KEYS[table]
+    window_sql = f"{day_column} >= ? and {day_column} < ?"
     con.execute(
-        f"delete from {GROUP}.{table} where {day_column} >= ? and {day_column} < ?",  # noqa: S608
+        f"create or replace temp table previous_rows as select {', '.join(keys)}, processed_at "  # noqa: S608
+        f"from {GROUP}.{table} where {window_sql}",
         [start, end],
     )
-    if len(frame):
-        select = ", ".join(f"cast({name} as {sql_type})" for name, sql_type, _ in columns)
-        con.register("incoming_rows", frame)
-        con.execute(f"insert into {GROUP}.{table} select {select} from incoming_rows")  # noqa: S608
+    con.execute(f"delete from {GROUP}.{table} where {window_sql}", [start, end])  # noqa: S608
+    source = rows
+    if not isinstance(rows, str):
+        if not len(rows):
+            return
+        con.register("incoming_rows", rows)
+        source = "incoming_rows"
+    types = {name: sql_type for name, sql_type, _ in columns}
+    select = ", ".join(
+        f"cast(i.{name} as {sql_type})" for name, sql_type, _ in columns if name != "processed_at"
+    )
+    join = " and ".join(f"p.{k} = cast(i.{k} as {types[k]})" for k in keys)
+    con.execute(
+        f"insert into {GROUP}.{table} select {select}, "  # noqa: S608
+        f"coalesce(p.processed_at, now()::TIMESTAMP) from {source} i "
+        f"left join previous_rows p on {join}"
+    )
+    if source == "incoming_rows":
         con.unregister("incoming_rows")
+    con.execute("drop table previous_rows")
 
 
 @contextmanager

@@ -12,8 +12,8 @@ from assets.fulfillment.common import (
     GROUP,
     OWNERS,
     asset_metadata,
-    create_table,
     key,
+    replace_window,
     rows,
     scalar,
     window,
@@ -28,9 +28,10 @@ from resources.warehouse import WarehouseResource
 INVOICES_KEY = key("invoices")
 
 INSERT_SQL = f"""
-insert into fulfillment.invoices
-select 'INV-' || o.o_orderkey, o.o_orderkey, o.o_orderdate, o.o_custkey, count(*),
-    sum(net), sum(gross) - sum(net), sum(gross), sum(cost)
+create or replace temp table new_invoices as
+select 'INV-' || o.o_orderkey as invoice_number, o.o_orderkey, o.o_orderdate, o.o_custkey,
+    count(*) as lines, sum(net) as net_cents, sum(gross) - sum(net) as tax_cents,
+    sum(gross) as total_cents, sum(cost) as cost_cents
 from (
     select l.l_orderkey,
         {line_net_cents_sql("l.l_extendedprice", "l.l_discount")} as net,
@@ -88,11 +89,9 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     start, end = window(context)
     params = [start, end]
     with warehouse.transaction() as con:
-        create_table(con, "invoices", INVOICES)
-        con.execute(
-            "delete from fulfillment.invoices where o_orderdate >= ? and o_orderdate < ?", params
-        )
         con.execute(INSERT_SQL, params + params)
+        replace_window(con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices")
+        con.execute("drop table new_invoices")
         count, total = rows(
             con,
             "select count(*), coalesce(sum(total_cents), 0) from fulfillment.invoices "

@@ -146,7 +146,7 @@ def ledger_postings(
             for entry in entries
             for number, line in enumerate(entry.lines, start=1)
         ],
-        columns=[name for name, _, _ in LEDGER_POSTINGS],
+        columns=[name for name, _, _ in LEDGER_POSTINGS[:-1]],
     )
     context.log.info(f"Posted {posted} new of {len(entries)} entries in {seconds:.1f} s")
     with warehouse.transaction() as con:

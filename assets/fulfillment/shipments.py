@@ -117,7 +117,7 @@ def shipments(
             for answer in answers
             for line in answer.lines
         ],
-        columns=[name for name, _, _ in SHIPMENTS],
+        columns=[name for name, _, _ in SHIPMENTS[:-1]],
     )
     refused = sum(1 for answer in answers if answer.status != "shipped")
     context.log.info(
@@ -308,7 +308,7 @@ def compensations(
                 admin[row.o_orderkey].message_id,
             )
         )
-    frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS])
+    frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS[:-1]])
     context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
     with warehouse.transaction() as con:
         replace_window(con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame)

@@ -98,6 +98,30 @@ LEDGER_POSTINGS: Columns = (
     ("credit_cents", "BIGINT", "Credit in cents."),
 )
 
+PROCESSED_AT = (
+    "processed_at",
+    "TIMESTAMP",
+    "When this step first recorded the row (UTC); kept when the window is re-run.",
+)
+
+# Natural key of each windowed table: a re-run keeps the first processed_at of every key.
+KEYS = {
+    "allocations": ("l_orderkey", "l_linenumber"),
+    "backorder_notices": ("o_orderkey",),
+    "invoices": ("o_orderkey",),
+    "shipments": ("o_orderkey", "l_linenumber"),
+    "compensations": ("o_orderkey",),
+    "shipment_notifications": ("o_orderkey",),
+    "ledger_postings": ("entry_key", "line_number"),
+}
+ALLOCATIONS += (PROCESSED_AT,)
+BACKORDER_NOTICES += (PROCESSED_AT,)
+INVOICES += (PROCESSED_AT,)
+SHIPMENTS += (PROCESSED_AT,)
+COMPENSATIONS += (PROCESSED_AT,)
+SHIPMENT_NOTIFICATIONS += (PROCESSED_AT,)
+LEDGER_POSTINGS += (PROCESSED_AT,)
+
 SCHEMAS = {
     name: column_schema(columns)
     for name, columns in {

@@ -1,0 +1,1 @@
+"""Analytics: marts over orders, fulfillment, inventory and money, and the daily business report."""

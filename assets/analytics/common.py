@@ -1,0 +1,112 @@
+"""What the marts share: keys, specs, window replacement in the analytics schema, check helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import dagster as dg
+import duckdb
+
+from assets.metadata import column_schema
+
+Columns = tuple[tuple[str, str, str], ...]
+GROUP = "analytics"
+OWNERS = ["team:analytics"]
+
+
+def key(name: str) -> dg.AssetKey:
+    """The asset key of an analytics table."""
+    return dg.AssetKey([GROUP, name])
+
+
+def fkey(name: str) -> dg.AssetKey:
+    """The asset key of a fulfillment table."""
+    return dg.AssetKey(["fulfillment", name])
+
+
+def skey(name: str) -> dg.AssetKey:
+    """The asset key of a staging table."""
+    return dg.AssetKey(["staging", name])
+
+
+def metadata_for(columns: Columns, keys: Sequence[str]) -> dict:
+    """Definition-time metadata: column schema and primary key."""
+    return {"dagster/column_schema": column_schema(columns), "primary_key": ", ".join(keys)}
+
+
+def _create(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:
+    body = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in columns)
+    con.execute(f"create table if not exists {GROUP}.{table} ({body})")
+
+
+def replace_window(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: Columns,
+    day_column: str,
+    start: date,
+    end: date,
+    select_sql: str,
+    params: Sequence[object],
+) -> int:
+    """Replace the window's rows of analytics.<table> with a query's rows; return the row count."""
+    _create(con, table, columns)
+    con.execute(
+        f"delete from {GROUP}.{table} where {day_column} >= ? and {day_column} < ?",  # noqa: S608
+        [start, end],
+    )
+    names = ", ".join(name for name, _, _ in columns)
+    con.execute(f"insert into {GROUP}.{table} ({names}) {select_sql}", list(params))
+    return con.execute(
+        f"select count(*) from {GROUP}.{table} where {day_column} >= ? and {day_column} < ?",  # noqa: S608
+        [start, end],
+    ).fetchall()[0][0]
+
+
+def replace_table(
+    con: duckdb.DuckDBPyConnection, table: str, columns: Columns, select_sql: str
+) -> int:
+    """Replace the whole of analytics.<table> with a query's rows; return the row count."""
+    casts = ", ".join(f"cast({name} as {sql_type}) as {name}" for name, sql_type, _ in columns)
+    con.execute(
+        f"create or replace table {GROUP}.{table} as select {casts} from ({select_sql})"  # noqa: S608
+    )
+    return con.execute(f"select count(*) from {GROUP}.{table}").fetchall()[0][0]  # noqa: S608
+
+
+def offending(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = (), limit: int = 20
+) -> list[str]:
+    """The keys (first column, as text) a check query returns: empty means the check passed."""
+    return [str(row[0]) for row in con.execute(sql, list(params)).fetchmany(limit)]
+
+
+def unique_keys_sql(table: str, keys: Sequence[str], where: str = "true") -> str:
+    """A query for keys of analytics.<table> that occur more than once."""
+    cols = ", ".join(keys)
+    return (
+        f"select concat_ws('/', {cols}) from {GROUP}.{table} where {where} "  # noqa: S608
+        f"group by {cols} having count(*) > 1 order by 1"
+    )
+
+
+def not_null_sql(
+    table: str, keys: Sequence[str], columns: Sequence[str], where: str = "true"
+) -> str:
+    """A query for keys of rows of analytics.<table> with a null in any of `columns`."""
+    nulls = " or ".join(f"{c} is null" for c in columns)
+    return (
+        f"select concat_ws('/', {', '.join(keys)}) from {GROUP}.{table} "  # noqa: S608
+        f"where ({where}) and ({nulls}) order by 1"
+    )
+
+
+def check_result(name: str, keys: list[str], asset_key: dg.AssetKey | None = None, **extra):
+    """An AssetCheckResult that carries the offending rows' keys in its metadata."""
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=name,
+        passed=not keys,
+        metadata={"offending_keys": keys, "offending_count": len(keys), **extra},
+    )

@@ -1,0 +1,246 @@
+"""The per-order step timeline: when each order was reserved, invoiced, shipped, notified and posted.
+
+Every fulfillment table records when its step first handled a row (`processed_at`, kept across
+re-runs), so the timeline shows the real first time of each step per order, not per run. An
+order's clock starts when its order day closes (midnight UTC after the order date): that is when
+the day's last batch may have landed and the daily run can start.
+"""
+
+import dagster as dg
+
+from assets.analytics.common import (
+    GROUP,
+    OWNERS,
+    check_result,
+    fkey,
+    key,
+    metadata_for,
+    offending,
+    replace_window,
+    skey,
+    unique_keys_sql,
+)
+from assets.metadata import column_schema, markdown_preview
+from orchestration_defs.partitions import daily_partitions
+from resources.warehouse import WarehouseResource
+
+ORDER_TIMELINE_KEY = key("order_timeline")
+STEP_LATENCY_KEY = key("step_latency")
+STEPS = ("reserve", "invoice", "ship", "notify", "post")
+
+ORDER_TIMELINE = (
+    ("o_orderkey", "BIGINT", "Order."),
+    ("o_orderdate", "DATE", "Order date (the partition)."),
+    ("outcome", "VARCHAR", "shipped, refused, backordered (nothing to ship) or in progress."),
+    ("day_closed_at", "TIMESTAMP", "When the order's day closed: the clock's start."),
+    ("reserved_at", "TIMESTAMP", "First reservation decision for its lines."),
+    ("invoiced_at", "TIMESTAMP", "Invoice recorded."),
+    ("shipped_at", "TIMESTAMP", "Carrier's answer recorded."),
+    ("notified_at", "TIMESTAMP", "Shipment, refund or (nothing shipped) back-order e-mail sent."),
+    ("posted_at", "TIMESTAMP", "Ledger entries posted."),
+    ("reserve_s", "DOUBLE", "Seconds from day close to reservation."),
+    ("invoice_s", "DOUBLE", "Seconds from reservation to invoice."),
+    ("ship_s", "DOUBLE", "Seconds from invoice to the carrier's answer."),
+    (
+        "notify_s",
+        "DOUBLE",
+        "Seconds from the carrier's answer (or reservation) to the closing e-mail.",
+    ),
+    ("post_s", "DOUBLE", "Seconds from invoice to ledger posting."),
+)
+STEP_LATENCY = (
+    ("day", "DATE", "Order date."),
+    ("step", "VARCHAR", "reserve, invoice, ship, notify or post."),
+    ("orders", "BIGINT", "Orders that completed the step."),
+    ("p50_s", "DOUBLE", "Median seconds the step took."),
+    ("p95_s", "DOUBLE", "95th percentile of seconds the step took."),
+)
+
+TIMELINE_SQL = """
+with lines as (
+    select l_orderkey as o_orderkey, min(processed_at) as reserved_at,
+        bool_and(status = 'backordered') as all_backordered
+    from fulfillment.allocations where l_orderdate >= ? and l_orderdate < ? group by 1),
+shipped as (
+    select o_orderkey, min(processed_at) as shipped_at, bool_or(status = 'refused') as refused
+    from fulfillment.shipments where o_orderdate >= ? and o_orderdate < ? group by 1),
+notified as (
+    select coalesce(s.o_orderkey, b.o_orderkey, c.o_orderkey) as o_orderkey,
+        s.processed_at as shipment_mail_at, b.processed_at as backorder_mail_at,
+        c.processed_at as refund_mail_at
+    from (select o_orderkey, processed_at from fulfillment.shipment_notifications
+          where o_orderdate >= ? and o_orderdate < ?) s
+    full join (select o_orderkey, processed_at from fulfillment.backorder_notices
+               where o_orderdate >= ? and o_orderdate < ?) b using (o_orderkey)
+    full join (select o_orderkey, processed_at from fulfillment.compensations
+               where o_orderdate >= ? and o_orderdate < ?) c
+      on c.o_orderkey = coalesce(s.o_orderkey, b.o_orderkey)),
+posted as (
+    select o_orderkey, min(processed_at) as posted_at from fulfillment.ledger_postings
+    where o_orderdate >= ? and o_orderdate < ? group by 1),
+t as (
+    select o.o_orderkey, o.o_orderdate, (o.o_orderdate + 1)::TIMESTAMP as day_closed_at,
+        l.reserved_at, i.processed_at as invoiced_at, s.shipped_at, p.posted_at,
+        -- The e-mail that closes the order: shipped, refunded, or (nothing to ship) back-ordered.
+        case when s.refused then n.refund_mail_at when s.shipped_at is not null
+             then n.shipment_mail_at else n.backorder_mail_at end as notified_at,
+        case when s.refused then 'refused' when s.shipped_at is not null then 'shipped'
+             when l.all_backordered then 'backordered' else 'in progress' end as outcome
+    from staging.orders o
+    left join lines l using (o_orderkey)
+    left join fulfillment.invoices i
+      on i.o_orderkey = o.o_orderkey and i.o_orderdate >= ? and i.o_orderdate < ?
+    left join shipped s using (o_orderkey)
+    left join notified n using (o_orderkey)
+    left join posted p using (o_orderkey)
+    where o.o_orderdate >= ? and o.o_orderdate < ?)
+select o_orderkey, o_orderdate, outcome, day_closed_at, reserved_at, invoiced_at, shipped_at,
+    notified_at, posted_at,
+    epoch(reserved_at) - epoch(day_closed_at),
+    epoch(invoiced_at) - epoch(reserved_at),
+    epoch(shipped_at) - epoch(invoiced_at),
+    epoch(notified_at) - epoch(coalesce(shipped_at, reserved_at)),
+    epoch(posted_at) - epoch(invoiced_at)
+from t
+"""
+
+LATENCY_SQL = " union all ".join(
+    f"select o_orderdate, '{step}', count({step}_s), quantile_cont({step}_s, 0.5), "  # noqa: S608
+    f"quantile_cont({step}_s, 0.95) from analytics.order_timeline "
+    f"where o_orderdate >= ? and o_orderdate < ? group by 1"
+    for step in STEPS
+)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ORDER_TIMELINE_KEY,
+            description="Per order: when each order-to-cash step first happened and how long it took.",
+            deps=[
+                skey("orders"),
+                fkey("allocations"),
+                fkey("invoices"),
+                fkey("shipments"),
+                fkey("backorder_notices"),
+                fkey("shipment_notifications"),
+                fkey("ledger_postings"),
+            ],
+            group_name=GROUP,
+            kinds={"duckdb"},
+            owners=OWNERS,
+            metadata=metadata_for(ORDER_TIMELINE, ("o_orderkey",)),
+        ),
+        dg.AssetSpec(
+            STEP_LATENCY_KEY,
+            description="Median and 95th-percentile duration of each step per order day.",
+            deps=[ORDER_TIMELINE_KEY],
+            group_name=GROUP,
+            kinds={"duckdb"},
+            owners=OWNERS,
+            metadata={
+                "dagster/column_schema": column_schema(STEP_LATENCY),
+                "primary_key": "day, step",
+            },
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec("keys_unique", asset=ORDER_TIMELINE_KEY, blocking=True),
+        dg.AssetCheckSpec(
+            "every_staged_order_present",
+            asset=ORDER_TIMELINE_KEY,
+            blocking=True,
+            description="The timeline has exactly the staged orders of the window.",
+        ),
+        dg.AssetCheckSpec(
+            "steps_in_order",
+            asset=ORDER_TIMELINE_KEY,
+            description="No step is recorded before the step it follows.",
+        ),
+        dg.AssetCheckSpec("percentiles_ordered", asset=STEP_LATENCY_KEY, blocking=True),
+    ],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    name="order_timeline",
+)
+def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Build the per-order timeline of the window and its per-day step percentiles."""
+    window = context.partition_time_window
+    start, end = window.start.date(), window.end.date()
+    params = [start, end]
+    with warehouse.transaction() as con:
+        orders = replace_window(
+            con,
+            "order_timeline",
+            ORDER_TIMELINE,
+            "o_orderdate",
+            start,
+            end,
+            TIMELINE_SQL,
+            params * 8,
+        )
+        steps = replace_window(
+            con, "step_latency", STEP_LATENCY, "day", start, end, LATENCY_SQL, params * len(STEPS)
+        )
+        yield dg.MaterializeResult(
+            asset_key=ORDER_TIMELINE_KEY,
+            metadata={
+                "dagster/row_count": orders,
+                "preview": markdown_preview(
+                    con,
+                    "select o_orderkey, o_orderdate, outcome, reserve_s, invoice_s, ship_s, "
+                    "notify_s, post_s from analytics.order_timeline where o_orderdate >= ? "
+                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
+                    params,
+                ),
+            },
+        )
+        yield dg.MaterializeResult(
+            asset_key=STEP_LATENCY_KEY,
+            metadata={
+                "dagster/row_count": steps,
+                "preview": markdown_preview(
+                    con,
+                    "select * from analytics.step_latency where day >= ? and day < ? "
+                    "order by day desc, step limit 5",
+                    params,
+                ),
+            },
+        )
+        duplicates = offending(
+            con,
+            unique_keys_sql(
+                "order_timeline", ("o_orderkey",), "o_orderdate >= ? and o_orderdate < ?"
+            ),
+            params,
+        )
+        missing = offending(
+            con,
+            """
+            select coalesce(t.o_orderkey, o.o_orderkey) from
+                (select o_orderkey from analytics.order_timeline
+                 where o_orderdate >= ? and o_orderdate < ?) t
+            full join (select o_orderkey from staging.orders
+                       where o_orderdate >= ? and o_orderdate < ?) o using (o_orderkey)
+            where t.o_orderkey is null or o.o_orderkey is null order by 1
+            """,
+            params * 2,
+        )
+        disordered = offending(
+            con,
+            "select o_orderkey from analytics.order_timeline where o_orderdate >= ? "
+            "and o_orderdate < ? and (invoice_s < 0 or ship_s < 0 or notify_s < 0 or post_s < 0)"
+            " order by 1",
+            params,
+        )
+        unordered = offending(
+            con,
+            "select concat_ws('/', day, step) from analytics.step_latency "
+            "where day >= ? and day < ? and p50_s > p95_s order by 1",
+            params,
+        )
+    yield check_result("keys_unique", duplicates, ORDER_TIMELINE_KEY)
+    yield check_result("every_staged_order_present", missing, ORDER_TIMELINE_KEY)
+    yield check_result("steps_in_order", disordered, ORDER_TIMELINE_KEY)
+    yield check_result("percentiles_ordered", unordered, STEP_LATENCY_KEY)
