@@ -64,7 +64,7 @@ def _png(draw) -> bytes:
     key=DAILY_REPORT_KEY,
     deps=[DAILY_SALES_KEY, FULFILLMENT_KPIS_KEY, STEP_LATENCY_KEY],
     group_name=GROUP,
-    kinds={"pandas", "markdown"},
+    kinds={"duckdb", "pandas", "markdown"},
     owners=OWNERS,
     pool="duckdb",
 )
