@@ -20,7 +20,12 @@ from assets.fulfillment.shipments import compensations, shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs import settings
-from orchestration_defs.jobs import analytics_job, fulfillment_job, staging_job
+from orchestration_defs.jobs import (
+    analytics_job,
+    fulfillment_job,
+    order_to_cash_job,
+    staging_job,
+)
 from resources.accounting import SqlAccounting
 from resources.carrier import CarrierResource, LocalCarrier
 from resources.carrier_http import HttpCarrier
@@ -107,7 +112,7 @@ ANALYTICS_ASSETS = [
 
 defs = dg.Definitions(
     assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS, *ANALYTICS_ASSETS],
-    jobs=[staging_job, fulfillment_job, analytics_job],
+    jobs=[staging_job, fulfillment_job, analytics_job, order_to_cash_job],
     resources=build_resources(),
     # Every step writes the one DuckDB file, whose single writer the "duckdb" pool serialises
     # anyway; running steps in-process saves a process start per step.

@@ -27,3 +27,11 @@ analytics_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("analytics"),
     description="Refresh the marts (a day's partitions, or a range) and the daily report.",
 )
+
+# The whole order-to-cash chain for a day: what the schedule and the landing-zone sensor launch.
+order_to_cash_job = dg.define_asset_job(
+    name="order_to_cash_job",
+    selection=dg.AssetSelection.groups("staging", "fulfillment"),
+    partitions_def=daily_partitions,
+    description="Stage a day's orders, then reserve, notify, invoice, ship and post them.",
+)
