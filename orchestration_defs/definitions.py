@@ -16,16 +16,22 @@ from assets.fulfillment.allocations import allocations, inventory_stock
 from assets.fulfillment.invoices import invoices
 from assets.fulfillment.ledger import ledger_postings
 from assets.fulfillment.notices import backorder_notices, shipment_notifications
+from assets.fulfillment.reconciliation import reconciliation
 from assets.fulfillment.shipments import compensations, shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs import settings
+from orchestration_defs.automation import (
+    analytics_automation_sensor,
+    with_automation,
+)
 from orchestration_defs.jobs import (
     analytics_job,
     fulfillment_job,
     order_to_cash_job,
     staging_job,
 )
+from orchestration_defs.schedules import order_to_cash_schedule
 from resources.accounting import SqlAccounting
 from resources.carrier import CarrierResource, LocalCarrier
 from resources.carrier_http import HttpCarrier
@@ -36,6 +42,7 @@ from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
 from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
+from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -47,7 +54,9 @@ def _carrier() -> CarrierResource:
     base_url = os.environ.get("ORDERFLOW_CARRIER_URL")
     if base_url:
         return HttpCarrier(base_url=base_url, token=_secret("ORDERFLOW_CARRIER_TOKEN"))
-    return LocalCarrier(url=sqlite_url(settings.systems_dir() / "carrier.sqlite"))
+    # Local backends find their databases from the data dir (or an ORDERFLOW_*_URL) at run time,
+    # so a run's config may set just `faults` for a demo of retries and error paths.
+    return LocalCarrier()
 
 
 def _notifier() -> NotifierResource:
@@ -66,26 +75,19 @@ def _notifier() -> NotifierResource:
             sent_log_url=sqlite_url(settings.systems_dir() / "notifier.sqlite"),
             **common,
         )
-    return MaildirNotifier(outbox_dir=str(settings.data_dir() / "outbox"), **common)
+    return MaildirNotifier(**common)
 
 
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources for this deployment, from environment variables."""
-    systems = settings.systems_dir()
     return {
         "warehouse": WarehouseResource(database=settings.warehouse_database()),
         "order_system": LandingZoneOrderSystem(landing_dir=str(settings.landing_dir())),
-        "inventory": SqlInventory(
-            url=os.environ.get("ORDERFLOW_INVENTORY_URL")
-            or sqlite_url(systems / "inventory.sqlite")
-        ),
+        "inventory": SqlInventory(),
         "carrier": _carrier(),
         "notifier": _notifier(),
         "reports": ReportStore(directory=str(settings.data_dir() / "reports")),
-        "accounting": SqlAccounting(
-            url=os.environ.get("ORDERFLOW_ACCOUNTING_URL")
-            or sqlite_url(systems / "accounting.sqlite")
-        ),
+        "accounting": SqlAccounting(),
     }
 
 
@@ -98,6 +100,7 @@ FULFILLMENT_ASSETS = [
     compensations,
     shipment_notifications,
     ledger_postings,
+    reconciliation,
 ]
 
 ANALYTICS_ASSETS = [
@@ -110,11 +113,19 @@ ANALYTICS_ASSETS = [
     daily_report,
 ]
 
-defs = dg.Definitions(
-    assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS, *ANALYTICS_ASSETS],
-    jobs=[staging_job, fulfillment_job, analytics_job, order_to_cash_job],
-    resources=build_resources(),
-    # Every step writes the one DuckDB file, whose single writer the "duckdb" pool serialises
-    # anyway; running steps in-process saves a process start per step.
-    executor=dg.in_process_executor,
+defs = with_automation(
+    dg.Definitions(
+        assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS, *ANALYTICS_ASSETS],
+        jobs=[staging_job, fulfillment_job, analytics_job, order_to_cash_job],
+        schedules=[order_to_cash_schedule],
+        sensors=[
+            run_failure_alert_sensor,
+            blocking_check_alert_sensor,
+            analytics_automation_sensor,
+        ],
+        resources=build_resources(),
+        # Every step writes the one DuckDB file, whose single writer the "duckdb" pool
+        # serialises anyway; running steps in-process saves a process start per step.
+        executor=dg.in_process_executor,
+    )
 )

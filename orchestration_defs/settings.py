@@ -37,3 +37,8 @@ def retry_delay_seconds() -> float:
 def retry_max() -> int:
     """Retries of an outside-system step before the run fails (`$ORDERFLOW_RETRY_MAX`, default 3)."""
     return int(os.environ.get("ORDERFLOW_RETRY_MAX", "3"))
+
+
+def ui_url() -> str:
+    """The Dagster UI's address, for links in alerts (`$ORDERFLOW_UI_URL`)."""
+    return os.environ.get("ORDERFLOW_UI_URL", "http://127.0.0.1:3000").rstrip("/")

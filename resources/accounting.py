@@ -22,6 +22,7 @@ from resources.sql import (
     fault_state_file,
     fetch_all,
     read_connection,
+    system_url,
     write_transaction,
 )
 
@@ -76,18 +77,22 @@ class AccountingResource(dg.ConfigurableResource, ABC):
 class SqlAccounting(AccountingResource):
     """The ledger in a SQL database: a SQLite file by default, PostgreSQL by URL."""
 
-    url: str
-    """SQLAlchemy URL, e.g. sqlite:////data/systems/accounting.sqlite."""
+    url: str = ""
+    """SQLAlchemy URL; empty: $ORDERFLOW_ACCOUNTING_URL, else systems/accounting.sqlite."""
+
+    def _url(self) -> str:
+        return system_url(self.url, "ORDERFLOW_ACCOUNTING_URL", "accounting.sqlite")
+
     faults: FaultInjection = FaultInjection()
 
     def _engine(self) -> sa.Engine:
-        engine = engine_for(self.url)
+        engine = engine_for(self._url())
         create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
     def post(self, entries: Sequence[JournalEntry]) -> int:
         """Post entries not posted before; return how many were new."""
-        inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+        inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
         refused = set(self.faults.reject_keys)
         for entry in entries:
             if entry.key in refused:
@@ -143,7 +148,7 @@ class SqlAccounting(AccountingResource):
 
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
         """(day, account) → (debit cents, credit cents) over [start, end), for reconciliation."""
-        inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+        inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(
                 sa.text(

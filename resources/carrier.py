@@ -27,6 +27,7 @@ from resources.sql import (
     fault_state_file,
     fetch_all,
     read_connection,
+    system_url,
     write_transaction,
 )
 
@@ -303,12 +304,14 @@ class CarrierBook:
 class LocalCarrier(CarrierResource):
     """The carrier's book in-process, in a SQL database (SQLite file by default)."""
 
-    url: str
+    url: str = ""
     """SQLAlchemy URL of the carrier's database, e.g. sqlite:////data/systems/carrier.sqlite."""
     faults: FaultInjection = FaultInjection()
 
     def _book(self) -> CarrierBook:
-        return CarrierBook(self.url, self.faults)
+        return CarrierBook(
+            system_url(self.url, "ORDERFLOW_CARRIER_DB", "carrier.sqlite"), self.faults
+        )
 
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""

@@ -31,6 +31,7 @@ from resources.sql import (
     fault_state_file,
     fetch_all,
     read_connection,
+    system_url,
     write_transaction,
 )
 
@@ -114,19 +115,24 @@ class InventoryResource(dg.ConfigurableResource, ABC):
 class SqlInventory(InventoryResource):
     """Inventory in a SQL database: a SQLite file by default, PostgreSQL by URL."""
 
-    url: str
-    """SQLAlchemy URL, e.g. sqlite:////data/systems/inventory.sqlite or postgresql+psycopg2://..."""
+    url: str = ""
+    """SQLAlchemy URL (sqlite:///… or postgresql+psycopg2://…); empty: $ORDERFLOW_INVENTORY_URL,
+    else systems/inventory.sqlite in the data dir."""
+
+    def _url(self) -> str:
+        return system_url(self.url, "ORDERFLOW_INVENTORY_URL", "inventory.sqlite")
+
     stock_divisor: int = 12
     """Base stock level = ps_availqty // stock_divisor (at least 1)."""
     faults: FaultInjection = FaultInjection()
 
     def _engine(self) -> sa.Engine:
-        engine = engine_for(self.url)
+        engine = engine_for(self._url())
         create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
     def _inject(self) -> None:
-        inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+        inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
 
     def seed_stock(self, items: Sequence[StockItem]) -> int:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""

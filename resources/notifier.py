@@ -141,13 +141,18 @@ class NotifierResource(dg.ConfigurableResource, ABC):
 class MaildirNotifier(NotifierResource):
     """Messages written to a Maildir outbox under the data dir: one folder per day, one for admins."""
 
-    outbox_dir: str
-    """The Maildir root, e.g. $ORDERFLOW_DATA_DIR/outbox."""
+    outbox_dir: str = ""
+    """The Maildir root; empty: outbox/ in the data dir."""
     faults: FaultInjection = FaultInjection()
 
     def _folder(self, message: Message) -> Path:
         name = ADMIN_FOLDER if message.kind == "admin_alert" else message.day
-        return Path(self.outbox_dir) / f".{name}"
+        return self._root() / f".{name}"
+
+    def _root(self) -> Path:
+        from orchestration_defs import settings
+
+        return Path(self.outbox_dir) if self.outbox_dir else settings.data_dir() / "outbox"
 
     def sent_before(self, message: Message) -> bool:
         """Whether a message with this key was already sent."""
@@ -155,7 +160,7 @@ class MaildirNotifier(NotifierResource):
 
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""
-        root = Path(self.outbox_dir)
+        root = self._root()
         inject(SYSTEM, self.faults, root / ".faults")
         refused = set(self.faults.reject_keys)
         present: dict[Path, set[str]] = {}

@@ -1,0 +1,183 @@
+"""Reconciliation: the warehouse's record of each day against the outside systems' own books.
+
+Per order day it compares what fulfillment recorded with what the inventory system, the carrier
+and the ledger say (counts and sums), stores every comparison in fulfillment.reconciliation, fails
+its check and alerts an admin when any differ. It runs last in the daily order-to-cash run.
+"""
+
+import hashlib
+from datetime import timedelta
+
+import dagster as dg
+import pandas as pd
+
+from assets.fulfillment.allocations import ALLOCATIONS_KEY
+from assets.fulfillment.common import (
+    GROUP,
+    OWNERS,
+    calling,
+    create_table,
+    key,
+    retry_policy,
+    rows,
+    window,
+)
+from assets.fulfillment.ledger import LEDGER_POSTINGS_KEY
+from assets.fulfillment.shipments import SHIPMENTS_KEY
+from assets.metadata import column_schema, markdown_preview
+from orchestration_defs.partitions import daily_partitions
+from resources.accounting import AccountingResource
+from resources.carrier import CarrierResource
+from resources.inventory import InventoryResource
+from resources.notifier import NotifierResource
+from resources.warehouse import WarehouseResource
+
+RECONCILIATION_KEY = key("reconciliation")
+RECONCILIATION = (
+    ("day", "DATE", "Order date compared."),
+    ("system", "VARCHAR", "inventory, carrier or accounting."),
+    ("measure", "VARCHAR", "What is compared, e.g. reserved_lines or revenue_credit_cents."),
+    ("warehouse_value", "BIGINT", "What the warehouse recorded."),
+    ("system_value", "BIGINT", "What the outside system holds."),
+    ("matches", "BOOLEAN", "Whether the two agree."),
+)
+FIX = "Check the system's configuration, then re-run reconciliation."
+
+
+def _ours(con, start, end) -> dict[tuple[str, str, str], int]:
+    params = [start, end]
+    values: dict[tuple[str, str, str], int] = {}
+    for day, status, lines, quantity in rows(
+        con,
+        "select strftime(l_orderdate, '%Y-%m-%d'), status, count(*), sum(l_quantity) "
+        "from fulfillment.allocations where l_orderdate >= ? and l_orderdate < ? group by 1, 2",
+        params,
+    ):
+        values[(day, "inventory", f"{status}_lines")] = lines
+        values[(day, "inventory", f"{status}_quantity")] = int(quantity)
+    for day, status, orders in rows(
+        con,
+        "select strftime(o_orderdate, '%Y-%m-%d'), status, count(distinct o_orderkey) "
+        "from fulfillment.shipments where o_orderdate >= ? and o_orderdate < ? group by 1, 2",
+        params,
+    ):
+        values[(day, "carrier", f"{status}_orders")] = orders
+    for day, account, debit, credit in rows(
+        con,
+        "select strftime(o_orderdate, '%Y-%m-%d'), account, sum(debit_cents), sum(credit_cents) "
+        "from fulfillment.ledger_postings where o_orderdate >= ? and o_orderdate < ? group by 1, 2",
+        params,
+    ):
+        values[(day, "accounting", f"{account}_debit_cents")] = int(debit)
+        values[(day, "accounting", f"{account}_credit_cents")] = int(credit)
+    return values
+
+
+def _theirs(inventory, carrier, accounting, start, end) -> dict[tuple[str, str, str], int]:
+    first, last = start.isoformat(), end.isoformat()
+    values: dict[tuple[str, str, str], int] = {}
+    for day, statuses in inventory.reservations_by_day(first, last).items():
+        for status, (lines, quantity) in statuses.items():
+            # A released line was reserved when allocated; the warehouse keeps that decision.
+            decision = "reserved" if status == "released" else status
+            for measure, value in (
+                (f"{decision}_lines", lines),
+                (f"{decision}_quantity", quantity),
+            ):
+                values[(day, "inventory", measure)] = (
+                    values.get((day, "inventory", measure), 0) + value
+                )
+    for day, statuses in carrier.shipments_by_day(first, last).items():
+        for status, orders in statuses.items():
+            values[(day, "carrier", f"{status}_orders")] = orders
+    for (day, account), (debit, credit) in accounting.day_totals(first, last).items():
+        values[(day, "accounting", f"{account}_debit_cents")] = debit
+        values[(day, "accounting", f"{account}_credit_cents")] = credit
+    return values
+
+
+@dg.asset(
+    key=RECONCILIATION_KEY,
+    deps=[ALLOCATIONS_KEY, SHIPMENTS_KEY, LEDGER_POSTINGS_KEY],
+    group_name=GROUP,
+    kinds={"duckdb", "sqlite"},
+    owners=OWNERS,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    retry_policy=retry_policy(),
+    metadata={"dagster/column_schema": column_schema(RECONCILIATION)},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "systems_reconcile",
+            asset=RECONCILIATION_KEY,
+            description="The warehouse, the inventory system, the carrier and the ledger agree.",
+        )
+    ],
+)
+def reconciliation(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    inventory: InventoryResource,
+    carrier: CarrierResource,
+    accounting: AccountingResource,
+    notifier: NotifierResource,
+):
+    """Every per-day count and sum compared between the warehouse and the outside systems."""
+    start, end = window(context)
+    with warehouse.connect() as con:
+        ours = _ours(con, start, end)
+    with calling(context, "reconciliation", FIX):
+        theirs = _theirs(inventory, carrier, accounting, start, end)
+    frame = pd.DataFrame.from_records(
+        [
+            (day, system, measure, ours.get(k), theirs.get(k), ours.get(k) == theirs.get(k))
+            for k in sorted(set(ours) | set(theirs))
+            for day, system, measure in [k]
+        ],
+        columns=[name for name, _, _ in RECONCILIATION],
+    )
+    differing = frame[~frame["matches"]] if len(frame) else frame
+    with warehouse.transaction() as con:
+        create_table(con, "reconciliation", RECONCILIATION)
+        con.execute(
+            "delete from fulfillment.reconciliation where day >= ? and day < ?", [start, end]
+        )
+        if len(frame):
+            con.register("compared", frame)
+            con.execute(
+                "insert into fulfillment.reconciliation select day::DATE, system, measure, "
+                "warehouse_value, system_value, matches from compared"
+            )
+            con.unregister("compared")
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(frame),
+                "discrepancies": len(differing),
+                "discrepancy_list": markdown_preview(
+                    con,
+                    "select * from fulfillment.reconciliation where day >= ? and day < ? "
+                    "and not matches order by day, system, measure limit 20",
+                    [start, end],
+                ),
+            }
+        )
+    listed = [
+        f"{r.day} {r.system} {r.measure}: warehouse {r.warehouse_value}, system {r.system_value}"
+        for r in differing.itertuples(index=False)
+    ]
+    if listed:
+        digest = hashlib.sha1("\n".join(listed).encode()).hexdigest()[:12]
+        last_day = end - timedelta(days=1)
+        notifier.alert(
+            f"reconciliation:{start}:{end}:{digest}",
+            last_day.isoformat(),
+            f"Reconciliation found {len(listed)} discrepancies ({start} .. {last_day})",
+            "\n".join(listed[:50]),
+        )
+    yield dg.AssetCheckResult(
+        check_name="systems_reconcile",
+        passed=not listed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"discrepancies": listed[:20], "discrepancy_count": len(listed)},
+    )
