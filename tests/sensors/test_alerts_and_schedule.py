@@ -49,7 +49,8 @@ def test_a_failed_run_alerts_an_admin_with_job_partition_step_error_and_link(
         instance=instance,
     )
     assert not result.success
-    failure = next(e for e in result.all_events if e.event_type_value == "RUN_FAILURE")
+    (entry,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    failure = entry.dagster_event
     notifier = MaildirNotifier(outbox_dir=str(tmp_path / "outbox"))
     context = dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert_sensor",
