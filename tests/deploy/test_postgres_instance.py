@@ -1,0 +1,237 @@
+"""The production instance config, deploy/dagster.yaml, against a real PostgreSQL server.
+
+A throwaway cluster (initdb + pg_ctl, loopback only, a free port, password authentication) serves
+the session. The instance is opened from the committed file itself, credentials from the
+environment as in production, and a real day is staged through it: the run, its materialisations,
+its asset check results and the "duckdb" pool must all end up in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from assets.staging.catalog import staging_catalog
+from assets.staging.orders import ORDERS_KEY, staging_orders
+from tests.helpers import make_data_dir, query, resources_for
+
+DEPLOY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
+SERVER_PACKAGES = Path("/usr/lib/postgresql")  # Debian: one <major version>/bin per server
+DAY = "2024-03-15"
+STAGING_CHECKS = {
+    "totals_tie_out",
+    "order_keys_unique",
+    "lines_belong_to_orders",
+    "records_accounted_for",
+}
+MISSING_SERVER = (
+    "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb). The production "
+    "instance test needs a real server: run .ci/run as root, which installs it, or "
+    "`apt-get install -y postgresql`."
+)
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """Where the session's throwaway PostgreSQL listens, and who may log in."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    def connect(self, dbname: str):
+        return psycopg2.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password, dbname=dbname
+        )
+
+
+def server_binaries() -> Path:
+    """The newest installed server's bin directory."""
+    found = sorted(
+        SERVER_PACKAGES.glob("*/bin/initdb"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+    )
+    if not found:
+        pytest.fail(MISSING_SERVER, pytrace=False)
+    return found[-1].parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_owner() -> pwd.struct_passwd | None:
+    """The `postgres` user when running as root (PostgreSQL refuses root), else None."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.fail(f"No `postgres` user to run the server as. {MISSING_SERVER}", pytrace=False)
+
+
+def as_owner(command: list[str], owner: pwd.struct_passwd | None) -> list[str]:
+    return command if owner is None else ["runuser", "-u", owner.pw_name, "--", *command]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of its own in a temporary directory, stopped and removed afterwards."""
+    bin_dir, owner = server_binaries(), server_owner()
+    server = PostgresServer("127.0.0.1", free_port(), "orderflow", secrets.token_urlsafe(16))
+    # Not under pytest's basetemp, whose 0700 parents would keep the `postgres` user out.
+    root = Path(tempfile.mkdtemp(prefix="orderflow-pg-"))
+    data, log, password_file = root / "data", root / "server.log", root / "password"
+
+    def run(*command: str) -> None:
+        completed = subprocess.run(
+            as_owner(list(command), owner), cwd=root, capture_output=True, text=True, check=False
+        )
+        if completed.returncode != 0:
+            server_log = log.read_text() if log.exists() else ""
+            pytest.fail(
+                f"{Path(command[0]).name} failed ({completed.returncode}):\n"
+                f"{completed.stdout}{completed.stderr}{server_log}",
+                pytrace=False,
+            )
+
+    started = False
+    try:
+        password_file.write_text(server.password + "\n")
+        if owner is not None:
+            for path in (root, password_file):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        run(
+            str(bin_dir / "initdb"),
+            *("--pgdata", str(data), "--username", server.user, "--pwfile", str(password_file)),
+            *("--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C", "--no-sync"),
+        )
+        # Loopback TCP only, the socket in the cluster's own directory, no fsync: a test cluster.
+        options = (
+            f"-c listen_addresses={server.host} -p {server.port} "
+            f"-c unix_socket_directories={root} -c fsync=off"
+        )
+        run(str(bin_dir / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-w", "-o", options)
+        started = True
+        yield server
+    finally:
+        if started:
+            run(str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def instance_database(postgres_server) -> str:
+    """A new, empty database for one test's Dagster instance."""
+    name = f"dagster_{secrets.token_hex(4)}"
+    connection = postgres_server.connect("postgres")
+    connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+    return name
+
+
+@pytest.fixture
+def production_instance(tmp_path, monkeypatch, postgres_server, instance_database):
+    """The instance deploy/dagster.yaml describes, its credentials from the environment."""
+    monkeypatch.setenv("DAGSTER_PG_USERNAME", postgres_server.user)
+    monkeypatch.setenv("DAGSTER_PG_PASSWORD", postgres_server.password)
+    monkeypatch.setenv("DAGSTER_PG_HOST", postgres_server.host)
+    monkeypatch.setenv("DAGSTER_PG_PORT", str(postgres_server.port))
+    monkeypatch.setenv("DAGSTER_PG_DB", instance_database)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    # A link, not a copy: what is tested is the committed file.
+    (home / "dagster.yaml").symlink_to(DEPLOY_CONFIG)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def test_a_staged_day_is_recorded_in_postgres(
+    production_instance, postgres_server, instance_database, tmp_path, store_dir
+):
+    instance = production_instance
+    data = make_data_dir(tmp_path / "data", store_dir)
+    catalog = dg.materialize([staging_catalog], resources=resources_for(data), instance=instance)
+    assert catalog.success
+    staged = dg.materialize(
+        [staging_orders, staging_catalog],
+        selection=[staging_orders],
+        resources=resources_for(data),
+        partition_key=DAY,
+        instance=instance,
+    )
+    assert staged.success
+
+    runs = {record.dagster_run.run_id: record for record in instance.get_run_records()}
+    assert set(runs) == {catalog.run_id, staged.run_id}
+    assert all(record.dagster_run.status == dg.DagsterRunStatus.SUCCESS for record in runs.values())
+
+    # The materialisation, with its partition and row count, as stored in PostgreSQL.
+    orders = instance.fetch_materializations(ORDERS_KEY, limit=10).records
+    assert [record.run_id for record in orders] == [staged.run_id]
+    materialization = orders[0].asset_materialization
+    assert materialization.partition == DAY
+    day_orders = "select count(*) from staging.orders where o_orderdate = ?"
+    [(staged_orders,)] = query(data, day_orders, [DAY])
+    assert staged_orders > 0
+    assert materialization.metadata["dagster/row_count"].value == staged_orders
+    latest = instance.get_latest_materialization_event(ORDERS_KEY)
+    assert latest is not None
+    assert latest.run_id == staged.run_id
+
+    evaluations = [
+        entry.asset_check_evaluation
+        for entry in instance.all_logs(
+            staged.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
+    ]
+    assert {e.check_name: e.passed for e in evaluations} == dict.fromkeys(STAGING_CHECKS, True)
+
+    # Every warehouse writer went through the "duckdb" pool, limited to one slot, all given back.
+    pool = instance.event_log_storage.get_concurrency_info("duckdb")
+    assert (pool.limit, pool.slot_count) == (1, 1)
+    assert pool.claimed_slots == []
+    assert pool.pending_steps == []
+
+    # And straight from the database, not through Dagster.
+    connection = postgres_server.connect(instance_database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("select status from runs where run_id = %s", [staged.run_id])
+            assert cursor.fetchall() == [("SUCCESS",)]
+            cursor.execute(
+                "select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
+                [staged.run_id, "ASSET_MATERIALIZATION"],
+            )
+            # staging/orders, staging/lineitem and staging/order_rejects
+            assert cursor.fetchone() == (3,)
+            # Dagster 1.13 also leaves one PLANNED row per check: planned for the partition, the
+            # evaluation is stored unpartitioned (the check specs have no partitions_def).
+            cursor.execute(
+                "select check_name from asset_check_executions"
+                " where run_id = %s and execution_status = %s",
+                [staged.run_id, "SUCCEEDED"],
+            )
+            assert sorted(name for (name,) in cursor.fetchall()) == sorted(STAGING_CHECKS)
+    finally:
+        connection.close()
