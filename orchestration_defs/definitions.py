@@ -43,6 +43,7 @@ from resources.reports import ReportStore
 from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
+from sensors.landing import landing_zone_sensor
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -122,6 +123,7 @@ defs = with_automation(
             run_failure_alert_sensor,
             blocking_check_alert_sensor,
             analytics_automation_sensor,
+            landing_zone_sensor,
         ],
         resources=build_resources(),
         # Every step writes the one DuckDB file, whose single writer the "duckdb" pool

@@ -1,4 +1,4 @@
-"""`orderflow-sim`: generate the store, land days, catch up to yesterday, serve the carrier.
+"""`orderflow-sim`: generate the store, land days, catch up, land orders live, serve the carrier.
 
 Exit codes: 0 success, 2 a request that cannot be served as asked (store already present without
 --force, no store yet, a date inside the history, bad options); the message says how to fix it.
@@ -14,6 +14,7 @@ from pathlib import Path
 from simulator.days import catch_up, simulate_day, yesterday_utc
 from simulator.errors import SimulatorError
 from simulator.history import generate_store
+from simulator.live import run_live, stop_on_signals
 from simulator.paths import default_data_dir
 
 EXIT_USAGE = 2
@@ -48,6 +49,13 @@ def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
 
 
@@ -92,6 +100,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     catchup.add_argument("--until", type=_iso_date, default=None, metavar="YYYY-MM-DD")
     catchup.add_argument("--batches", type=int, default=3, metavar="N")
+
+    live = commands.add_parser(
+        "live",
+        help="keep landing a new batch of orders for today (UTC) every few seconds",
+        description=(
+            "Land the next free batch-NNN.jsonl.gz of today (UTC) every S seconds, with new "
+            "orders whose keys follow the day's earlier batches; Ctrl-C or SIGTERM stops it."
+        ),
+    )
+    live.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data dir (default: $ORDERFLOW_DATA_DIR, else ./data)",
+    )
+    live.add_argument(
+        "--interval",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="seconds between ticks (default: 30)",
+    )
+    live.add_argument(
+        "--batches-per-tick",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="batches per tick (default: 1)",
+    )
+    live.add_argument(
+        "--until-count",
+        type=_count,
+        default=None,
+        metavar="K",
+        help="stop after K batches (default: run until stopped)",
+    )
+    live.add_argument(
+        "--day",
+        type=_iso_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="land late batches for this day instead of today",
+    )
+    live.add_argument("--seed", type=int, default=0, help="seed of the random streams")
 
     carrier = commands.add_parser(
         "carrier",
@@ -176,12 +228,33 @@ def _serve_carrier(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
+def _live(args: argparse.Namespace, data_dir: Path) -> int:
+    try:
+        with stop_on_signals() as stop:
+            run_live(
+                data_dir,
+                interval=args.interval,
+                batches_per_tick=args.batches_per_tick,
+                until_count=args.until_count,
+                day=args.day,
+                seed=args.seed,
+                report=lambda batch: print(batch.describe(), flush=True),
+                stop=stop,
+            )
+    except SimulatorError as exc:
+        _stderr(f"orderflow-sim: error: {exc}")
+        return EXIT_USAGE
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run orderflow-sim with `argv` (default: the command line) and return the exit code."""
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     if args.command == "carrier":
         return _serve_carrier(args, data_dir)
+    if args.command == "live":
+        return _live(args, data_dir)
     defects = {
         "corrupt_rate": args.corrupt_rate,
         "duplicate_rate": args.duplicate_rate,

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def dagster_dev(tmp_path, store_dir):
+    yield from _dagster_dev(tmp_path, store_dir)
+
+
+def _dagster_dev(tmp_path, store_dir):
+    """Start `dagster dev` on a free loopback port over a new data dir; stop it afterwards."""
     data = make_data_dir(tmp_path / "data", store_dir)
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -143,3 +149,89 @@ def test_order_to_cash_for_a_day_launched_through_graphql_succeeds(dagster_dev):
     shipped = query(data, "select count(*) from fulfillment.shipment_notifications")[0][0]
     assert len(list((data / "outbox" / f".{DAY}" / "new").iterdir())) >= shipped > 0
     assert (data / "systems" / "accounting.sqlite").is_file()
+
+
+START_SENSOR = """
+mutation Start($selector: SensorSelector!) {
+  startSensor(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}
+"""
+SENSOR_RUNS = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def dagster_dev_own_landing(tmp_path, store_dir, monkeypatch):
+    """dagster dev over a private copy of the landing zone, so that a test may drop files in it."""
+    own = tmp_path / "own-store"
+    shutil.copytree(store_dir, own, symlinks=True)
+    for url, data in _dagster_dev(tmp_path, own):
+        yield url, data, own
+
+
+@pytest.mark.slow
+def test_a_dropped_batch_leads_to_a_sensor_launched_run_that_succeeds(dagster_dev_own_landing):
+    url, data, store = dagster_dev_own_landing
+    selector = {
+        "repositoryLocationName": "orderflow",
+        "repositoryName": "__repository__",
+        "sensorName": "landing_zone_sensor",
+    }
+    deadline = time.monotonic() + 60
+    while True:
+        started = graphql(url, START_SENSOR, {"selector": selector})["startSensor"]
+        if started["__typename"] == "Sensor" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert started["__typename"] == "Sensor", started
+    # The order system drops a late batch for yesterday (today's partition opens at midnight).
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    sim = Path(sys.executable).parent / "orderflow-sim"
+    subprocess.run(
+        [
+            str(sim),
+            "live",
+            "--day",
+            yesterday,
+            "--interval",
+            "0",
+            "--until-count",
+            "1",
+            "--data-dir",
+            str(store),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    tags = [{"key": "dagster/sensor_name", "value": "landing_zone_sensor"}]
+    runs, deadline = [], time.monotonic() + 300
+    while time.monotonic() < deadline:
+        runs = graphql(url, SENSOR_RUNS, {"tags": tags})["runsOrError"]["results"]
+        mine = [
+            r
+            for r in runs
+            if {"key": "dagster/partition", "value": yesterday} in r["tags"]
+            and r["status"] in ("SUCCESS", "FAILURE", "CANCELED")
+        ]
+        if mine:
+            break
+        time.sleep(2)
+    assert mine and mine[0]["status"] == "SUCCESS", runs
+    staged = query(data, "select count(*) from staging.orders where o_orderdate = ?", [yesterday])
+    assert staged[0][0] > 0
+    assert (
+        query(data, "select count(*) from fulfillment.invoices where o_orderdate = ?", [yesterday])[
+            0
+        ][0]
+        > 0
+    )
