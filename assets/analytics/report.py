@@ -98,7 +98,7 @@ def daily_report(
             [since, day],
         ).df()
         regions = con.execute(
-            "select region, sum(orders) as orders, sum(revenue_cents) as revenue_cents "
+            "select region, sum(orders)::BIGINT as orders, sum(revenue_cents)::BIGINT as revenue_cents "
             "from analytics.daily_sales where day = ? group by 1 order by 3 desc",
             [day],
         ).df()
@@ -145,7 +145,9 @@ def daily_report(
                     latency["step"], latency["p95_s"].fillna(0), label="p95", color="tab:orange"
                 ),
                 ax.bar(latency["step"], latency["p50_s"].fillna(0), label="p50", color="tab:blue"),
-                ax.set_title(f"Step latency on {day} (seconds)"),
+                # Steps range from seconds to days (a backfill of old days): a log scale shows both.
+                ax.set_yscale("log"),
+                ax.set_title(f"Step latency on {day} (seconds, log scale)"),
                 ax.legend(),
             )
         ),
