@@ -4,5 +4,10 @@ import dagster as dg
 
 HISTORY_START = "2020-01-01"
 
-# Daily, UTC, from the first day of the store's history; a partition exists once its day is over.
-daily_partitions = dg.DailyPartitionsDefinition(start_date=HISTORY_START, timezone="UTC")
+# Daily, UTC, from the first day of the store's history. Today's partition is open
+# (end_offset=1): batches landing during the day run as they arrive (landing-zone sensor), and
+# the schedule runs the day once more after it closes. Every step is idempotent, so re-running
+# a day as it fills up is safe.
+daily_partitions = dg.DailyPartitionsDefinition(
+    start_date=HISTORY_START, timezone="UTC", end_offset=1
+)

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -193,15 +193,13 @@ def test_a_dropped_batch_leads_to_a_sensor_launched_run_that_succeeds(dagster_de
             break
         time.sleep(1)
     assert started["__typename"] == "Sensor", started
-    # The order system drops a late batch for yesterday (today's partition opens at midnight).
-    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    # The order system drops a new batch for today (today's partition is open).
+    today = datetime.now(UTC).date().isoformat()
     sim = Path(sys.executable).parent / "orderflow-sim"
     subprocess.run(
         [
             str(sim),
             "live",
-            "--day",
-            yesterday,
             "--interval",
             "0",
             "--until-count",
@@ -220,18 +218,18 @@ def test_a_dropped_batch_leads_to_a_sensor_launched_run_that_succeeds(dagster_de
         mine = [
             r
             for r in runs
-            if {"key": "dagster/partition", "value": yesterday} in r["tags"]
+            if {"key": "dagster/partition", "value": today} in r["tags"]
             and r["status"] in ("SUCCESS", "FAILURE", "CANCELED")
         ]
         if mine:
             break
         time.sleep(2)
     assert mine and mine[0]["status"] == "SUCCESS", runs
-    staged = query(data, "select count(*) from staging.orders where o_orderdate = ?", [yesterday])
+    staged = query(data, "select count(*) from staging.orders where o_orderdate = ?", [today])
     assert staged[0][0] > 0
     assert (
-        query(data, "select count(*) from fulfillment.invoices where o_orderdate = ?", [yesterday])[
+        query(data, "select count(*) from fulfillment.invoices where o_orderdate = ?", [today])[0][
             0
-        ][0]
+        ]
         > 0
     )

@@ -23,16 +23,20 @@ def admin_mail(outbox) -> list[str]:
 def test_schedule_runs_yesterdays_partition_after_midnight_utc():
     schedule = defs.resolve_schedule_def("order_to_cash_schedule")
     assert schedule.cron_schedule == "15 0 * * *"
+    assert schedule.execution_timezone == "UTC"
     assert schedule.job_name == "order_to_cash_job"
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 25, 0, 15, tzinfo=UTC)
+        scheduled_execution_time=datetime(2026, 11, 25, 0, 15, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
     )
     (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.run_key == "order_to_cash_schedule:2026-11-24"
     assert request.partition_key == "2026-11-24"
     # A tick just after a month and a year boundary targets the last day before it.
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2027, 1, 1, 0, 15, tzinfo=UTC)
+        scheduled_execution_time=datetime(2027, 1, 1, 0, 15, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
     )
     assert schedule.evaluate_tick(context).run_requests[0].partition_key == "2026-12-31"
 

@@ -222,7 +222,6 @@ def test_directories_outside_the_partitions_are_skipped(landing, instance):
     for name in ["not-a-day", "20260803", "2026-8-3", "2019-12-31", ".2026-08-03.tmp"]:
         drop(landing, name, "batch-001.jsonl.gz")
     drop(landing, (today + timedelta(days=2)).isoformat(), "batch-001.jsonl.gz")
-    drop(landing, today.isoformat(), "batch-001.jsonl.gz")
     (landing / "orders" / "stray-file.jsonl.gz").write_bytes(b"")
     drop(landing, OLD_DAYS[0], "batch-001.jsonl.gz")
     result = tick(landing, instance)
@@ -232,23 +231,24 @@ def test_directories_outside_the_partitions_are_skipped(landing, instance):
     assert cursor.spans[0][0] == cursor.spans[0][1]
 
 
-def test_todays_files_wait_for_midnight(landing):
-    """Today's partition opens at midnight UTC: its files wait for it, then run once."""
+def test_todays_files_run_as_they_land_and_tomorrow_waits(landing):
+    """Today's partition is open (end_offset=1): its batches run as they land, once each."""
     today = date(2026, 11, 25)
     noon = datetime.combine(today, clock(12), tzinfo=UTC)
     after_midnight = datetime.combine(today + timedelta(days=1), clock(0, 1), tzinfo=UTC)
     drop(landing, today.isoformat(), "batch-001.jsonl.gz")
     drop(landing, "2026-11-24", "batch-001.jsonl.gz")
+    drop(landing, "2026-11-26", "batch-001.jsonl.gz")  # clock skew upstream: not a day yet
     during = plan_tick(landing / "orders", None, noon)
-    assert [r.day for r in during.requests] == ["2026-11-24"]
-    assert during.waiting == [today.isoformat()]
+    assert [r.day for r in during.requests] == ["2026-11-24", today.isoformat()]
+    assert during.skipped == ["2026-11-26"]
     drop(landing, today.isoformat(), "batch-002.jsonl.gz")
     later = plan_tick(landing / "orders", during.cursor, noon + timedelta(hours=6))
-    assert later.requests == []
+    assert [(r.day, r.files) for r in later.requests] == [(today.isoformat(), 2)]
+    assert plan_tick(landing / "orders", later.cursor, noon + timedelta(hours=7)).requests == []
+    # After midnight the new day's files run; yesterday's unchanged files do not run again.
     closed = plan_tick(landing / "orders", later.cursor, after_midnight)
-    assert [(r.day, r.files) for r in closed.requests] == [(today.isoformat(), 2)]
-    again = plan_tick(landing / "orders", closed.cursor, after_midnight + timedelta(minutes=1))
-    assert again.requests == []
+    assert [r.day for r in closed.requests] == ["2026-11-26"]
 
 
 def test_backlog_is_spread_over_ticks_oldest_first(landing):
@@ -294,9 +294,11 @@ def test_missing_landing_zone_is_a_skip(tmp_path, instance):
 
 def test_evaluated_with_the_real_definitions_like_the_daemon(tmp_path, landing, instance):
     """With the project's assets, job and resources: partition keys are validated on the way."""
-    today = datetime.now(UTC).date().isoformat()
+    today = datetime.now(UTC).date()
+    tomorrow = (today + timedelta(days=1)).isoformat()
     drop(landing, OLD_DAYS[0], "batch-001.jsonl.gz")
-    drop(landing, today, "batch-001.jsonl.gz")  # no partition yet: requesting it fails a tick
+    drop(landing, today.isoformat(), "batch-001.jsonl.gz")
+    drop(landing, tomorrow, "batch-001.jsonl.gz")  # no partition yet: requesting it fails a tick
     resources = {**resources_for(tmp_path / "data"), "order_system": order_system(landing)}
     wired = dg.Definitions(
         assets=defs.assets,
@@ -312,7 +314,7 @@ def test_evaluated_with_the_real_definitions_like_the_daemon(tmp_path, landing, 
     sensor = wired.get_repository_def().get_sensor_def("landing_zone_sensor")
     context = dg.build_sensor_context(instance=instance, definitions=wired, resources=resources)
     data = sensor.evaluate_tick(context)
-    assert [r.partition_key for r in data.run_requests] == [OLD_DAYS[0]]
+    assert [r.partition_key for r in data.run_requests] == [OLD_DAYS[0], today.isoformat()]
     assert data.run_requests[0].tags["dagster/partition"] == OLD_DAYS[0]
     assert data.cursor is not None
 
