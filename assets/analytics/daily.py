@@ -19,6 +19,7 @@ from assets.analytics.common import (
     skey,
     unique_keys_sql,
 )
+from assets.fulfillment.common import window
 from assets.metadata import markdown_preview
 from orchestration_defs.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
@@ -119,8 +120,7 @@ group by a.l_orderdate, l.l_shipmode
 )
 def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Revenue, orders, lines and average order value per day, region and nation (refunds excluded)."""
-    window = context.partition_time_window
-    start, end = window.start.date(), window.end.date()
+    start, end = window(context)
     params = [start, end]
     where = "day >= ? and day < ?"
     with warehouse.transaction() as con:
@@ -190,8 +190,7 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
 )
 def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Back-order rate, days to ship and deliver, on-time rate and compensations per day and ship mode."""
-    window = context.partition_time_window
-    start, end = window.start.date(), window.end.date()
+    start, end = window(context)
     params = [start, end]
     where = "day >= ? and day < ?"
     with warehouse.transaction() as con:

@@ -19,6 +19,7 @@ import pandas as pd
 from assets.analytics.common import GROUP, OWNERS, key
 from assets.analytics.daily import DAILY_SALES_KEY, FULFILLMENT_KPIS_KEY
 from assets.analytics.timeline import STEP_LATENCY_KEY
+from assets.fulfillment.common import money
 from resources.reports import ReportStore
 from resources.warehouse import WarehouseResource
 
@@ -31,11 +32,6 @@ class ReportConfig(dg.Config):
 
     day: str = ""
     """YYYY-MM-DD; empty means the latest order day with sales."""
-
-
-def _money(cents) -> str:
-    cents = int(cents or 0)
-    return f"${cents // 100:,}.{cents % 100:02d}"
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -120,7 +116,7 @@ def daily_report(
     orders = int(regions["orders"].sum()) if len(regions) else 0
     lines = int(modes["lines"].sum()) if len(modes) else 0
     backordered = int(modes["lines_backordered"].sum()) if len(modes) else 0
-    regions["revenue"] = regions["revenue_cents"].map(_money)
+    regions["revenue"] = regions["revenue_cents"].map(lambda cents: money(int(cents)))
     regions = regions.drop(columns=["revenue_cents"])
 
     charts = {
@@ -155,8 +151,8 @@ def daily_report(
     images = {name: f"{day}-{name}.png" for name in charts}
     sections = [
         f"# Orderflow daily report — {day}",
-        f"**{orders:,} orders**, revenue **{_money(revenue_cents)}**, average order "
-        f"**{_money(revenue_cents // orders if orders else 0)}**; {lines:,} lines, "
+        f"**{orders:,} orders**, revenue **{money(revenue_cents)}**, average order "
+        f"**{money(revenue_cents // orders if orders else 0)}**; {lines:,} lines, "
         f"{backordered:,} back-ordered ({backordered / lines if lines else 0:.1%}).",
         "## Revenue trend\n\n![Revenue per day](@revenue@)",
         f"## Sales by region\n\n{_table(regions)}",

@@ -20,6 +20,7 @@ from assets.analytics.common import (
     skey,
     unique_keys_sql,
 )
+from assets.fulfillment.common import window
 from assets.metadata import column_schema, markdown_preview
 from orchestration_defs.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
@@ -166,8 +167,7 @@ LATENCY_SQL = " union all ".join(
 )
 def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Build the per-order timeline of the window and its per-day step percentiles."""
-    window = context.partition_time_window
-    start, end = window.start.date(), window.end.date()
+    start, end = window(context)
     params = [start, end]
     with warehouse.transaction() as con:
         orders = replace_window(
