@@ -10,16 +10,16 @@ requesting it again returns the first answer, including a refusal.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
-from resources.faults import FaultInjection, inject
+from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     create_schema,
     engine_for,
@@ -33,6 +33,10 @@ from resources.sql import (
 
 SYSTEM = "carrier"
 SHIPPED, REFUSED = "shipped", "refused"
+ORDER_COLUMNS = ("order_key", "order_day", "destination")
+LINE_COLUMNS = ("order_key", "line_number", "quantity", "ship_mode")
+ANSWER_COLUMNS = ("status", "tracking_number", "reason")
+PLAN_COLUMNS = ("ship_date", "delivery_date")
 # Days in transit (min, max) by TPC-H ship mode; handling before pickup is 1..3 days.
 TRANSIT_DAYS = {
     "AIR": (1, 3),
@@ -127,41 +131,109 @@ class CarrierResource(dg.ConfigurableResource, ABC):
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""
 
+    def create_shipments_frame(self, lines: pd.DataFrame) -> pd.DataFrame:
+        """The bulk form of `create_shipments`: one row per line to ship, one row per answered line.
+
+        `lines` has ORDER_COLUMNS and LINE_COLUMNS, an order's lines together; the answer has
+        LINE_COLUMNS, PLAN_COLUMNS and ANSWER_COLUMNS, orders in first-seen order. This default
+        sends batches of requests; the local carrier answers whole arrays at once.
+        """
+        answers = []
+        for batch in _chunks(requests_from_frame(lines), 10_000):
+            answers.extend(self.create_shipments(batch))
+        return answers_to_frame(answers)
+
     @abstractmethod
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+def _mix(values: np.ndarray, salt: int) -> np.ndarray:
+    """A deterministic 64-bit hash per value (splitmix64), computed on whole arrays."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+TRACKING_SALT, HANDLING_SALT, TRANSIT_SALT = 1, 2, 3
+
+
+def tracking_numbers(order_keys: np.ndarray) -> np.ndarray:
+    """The carrier's tracking number per order's consignment (deterministic)."""
+    digits = (_mix(order_keys, TRACKING_SALT) % np.uint64(10**12)).astype(np.int64)
+    return np.array([f"OF{number:012d}" for number in digits.tolist()], dtype=object)
 
 
 def tracking_number(order_key: int) -> str:
     """The carrier's tracking number for an order's consignment (deterministic)."""
-    return f"OF{_digest(f'tracking:{order_key}') % 10**12:012d}"
+    return str(tracking_numbers(np.array([order_key]))[0])
 
 
-def plan_lines(request: ShipmentRequest) -> tuple[ShipmentLine, ...]:
-    """Ship and delivery dates per line: handling 1..3 days, then the ship mode's transit time."""
-    ship = date.fromisoformat(request.order_day) + timedelta(
-        days=1 + _digest(f"handling:{request.order_key}") % 3
+def plan(order_keys, order_days, line_numbers, ship_modes) -> tuple[np.ndarray, np.ndarray]:
+    """Ship and delivery dates per line: handling 1..3 days per order, then the mode's transit.
+
+    All arguments are per line; the ship modes must be ones the carrier offers.
+    """
+    keys = np.asarray(order_keys, dtype=np.int64)
+    ordered = np.asarray(order_days, dtype="datetime64[D]")
+    ship = ordered + (1 + _mix(keys, HANDLING_SALT) % np.uint64(3)).astype(np.int64)
+    modes = pd.Series(np.asarray(ship_modes, dtype=object))
+    low = modes.map({mode: days[0] for mode, days in TRANSIT_DAYS.items()}).to_numpy(np.int64)
+    high = modes.map({mode: days[1] for mode, days in TRANSIT_DAYS.items()}).to_numpy(np.int64)
+    line_key = keys * 8 + np.asarray(line_numbers, dtype=np.int64)  # TPC-H lines are 1..7
+    transit = low + (_mix(line_key, TRANSIT_SALT) % (high - low + 1).astype(np.uint64)).astype(
+        np.int64
     )
-    planned = []
-    for line in request.lines:
-        low, high = TRANSIT_DAYS[line.ship_mode]
-        transit = low + _digest(f"transit:{request.order_key}:{line.line_number}") % (
-            high - low + 1
+    as_text = np.datetime_as_string
+    return as_text(ship, unit="D").astype(object), as_text(ship + transit, unit="D").astype(object)
+
+
+def requests_from_frame(lines: pd.DataFrame) -> list[ShipmentRequest]:
+    """One request per order of a lines frame (ORDER_COLUMNS + LINE_COLUMNS), lines in order."""
+    grouped: dict[int, tuple[str, str, list[ShipmentLine]]] = {}
+    for order, day, destination, number, quantity, mode in zip(
+        *(lines[column].tolist() for column in (*ORDER_COLUMNS, *LINE_COLUMNS[1:])), strict=True
+    ):
+        grouped.setdefault(int(order), (str(day), str(destination), []))[2].append(
+            ShipmentLine(int(number), int(quantity), str(mode))
         )
-        planned.append(
-            ShipmentLine(
+    return [
+        ShipmentRequest(order, day, destination, tuple(order_lines))
+        for order, (day, destination, order_lines) in grouped.items()
+    ]
+
+
+def answers_to_frame(answers: Sequence[Shipment]) -> pd.DataFrame:
+    """Answered lines as a frame: LINE_COLUMNS, PLAN_COLUMNS, ANSWER_COLUMNS."""
+    return pd.DataFrame.from_records(
+        [
+            (
+                answer.order_key,
                 line.line_number,
                 line.quantity,
                 line.ship_mode,
-                ship.isoformat(),
-                (ship + timedelta(days=transit)).isoformat(),
+                line.ship_date,
+                line.delivery_date,
+                answer.status,
+                answer.tracking_number,
+                answer.reason,
             )
-        )
-    return tuple(planned)
+            for answer in answers
+            for line in answer.lines
+        ],
+        columns=[*LINE_COLUMNS, *PLAN_COLUMNS, *ANSWER_COLUMNS],
+    )
+
+
+def _chunks(items: Sequence, size: int):
+    for begin in range(0, len(items), size):
+        yield items[begin : begin + size]
+
+
+class _AnsweredElsewhere(Exception):
+    """An order in the request was already answered under another order day."""
 
 
 class CarrierBook:
@@ -176,113 +248,162 @@ class CarrierBook:
         create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
-    def _refusal(self, request: ShipmentRequest) -> str | None:
-        if str(request.order_key) in self.faults.reject_keys:
-            return "carrier refused the shipment (injected refusal for this order key)"
-        if not request.lines:
-            return "shipment has no lines"
-        modes = sorted({line.ship_mode for line in request.lines} - TRANSIT_DAYS.keys())
-        if modes:
-            return f"carrier does not offer ship mode {', '.join(modes)}"
-        return None
-
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""
+        first: dict[int, ShipmentRequest] = {}
+        for request in requests:
+            first.setdefault(request.order_key, request)
+        orders = pd.DataFrame.from_records(
+            [(r.order_key, r.order_day, r.destination) for r in first.values()],
+            columns=list(ORDER_COLUMNS),
+        )
+        lines = pd.DataFrame.from_records(
+            [
+                (r.order_key, x.line_number, x.quantity, x.ship_mode)
+                for r in first.values()
+                for x in r.lines
+            ],
+            columns=list(LINE_COLUMNS),
+        )
+        answers, answer_lines = self.ship(orders, lines)
+        shipped: dict[int, list[ShipmentLine]] = {}
+        for order, *line in zip(
+            *(answer_lines[c].tolist() for c in (*LINE_COLUMNS, *PLAN_COLUMNS)), strict=True
+        ):
+            number, quantity, mode, ship_date, delivery_date = line
+            shipped.setdefault(order, []).append(
+                ShipmentLine(number, quantity, mode, _text(ship_date), _text(delivery_date))
+            )
+        by_order = {
+            order: Shipment(
+                order, status, _text(tracking), _text(reason), tuple(shipped.get(order, ()))
+            )
+            for order, status, tracking, reason in zip(
+                *(answers[c].tolist() for c in ("order_key", *ANSWER_COLUMNS)), strict=True
+            )
+        }
+        return [by_order[request.order_key] for request in requests]
+
+    def create_shipments_frame(self, lines: pd.DataFrame) -> pd.DataFrame:
+        """The bulk form of `create_shipments` (see CarrierResource.create_shipments_frame)."""
+        orders = lines.drop_duplicates("order_key")[list(ORDER_COLUMNS)]
+        answers, answer_lines = self.ship(orders, lines[list(LINE_COLUMNS)])
+        return answer_lines.merge(answers, how="left", on="order_key")
+
+    def ship(self, orders: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Answer every order (ORDER_COLUMNS, each once) with its lines (LINE_COLUMNS).
+
+        Returns the answers (order_key + ANSWER_COLUMNS) in the orders' order and the answered
+        lines (LINE_COLUMNS + PLAN_COLUMNS) grouped by order in the same order. An order asked
+        before gets its first answer and stored lines back; nothing about it is written again.
+        """
         inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+        orders = orders.reset_index(drop=True).astype({"order_key": "int64"})
+        lines = lines.reset_index(drop=True).astype(
+            {"order_key": "int64", "line_number": "int64", "quantity": "int64"}
+        )
         engine = self._engine()
-        with write_transaction(engine, SYSTEM, "shipments") as conn:
-            conn.exec_driver_sql(
-                "create temporary table if not exists request_orders (order_key bigint)"
-            )
-            conn.exec_driver_sql("delete from request_orders")
-            if requests:
-                # Each key once: a key repeated in the batch would repeat its known lines in the join.
-                execute_many(
-                    conn,
-                    "insert into request_orders values (?)",
-                    [(key,) for key in dict.fromkeys(r.order_key for r in requests)],
-                )
-            known = {
-                row[0]: Shipment(row[0], row[1], row[2], row[3], ())
-                for row in fetch_all(
-                    conn,
-                    "select s.order_key, s.status, s.tracking_number, s.reason from shipments s"
-                    " join request_orders r on r.order_key = s.order_key",
-                )
+        try:
+            with write_transaction(engine, SYSTEM, "shipments") as conn:
+                return self._ship(conn, orders, lines, exact=False)
+        except _AnsweredElsewhere:
+            # An order was answered under another order day: look every order up exactly.
+            with write_transaction(engine, SYSTEM, "shipments") as conn:
+                return self._ship(conn, orders, lines, exact=True)
+
+    def _ship(self, conn, orders: pd.DataFrame, lines: pd.DataFrame, exact: bool):
+        known, known_lines = _known(conn, orders, exact)
+        new_orders = orders[~orders["order_key"].isin(known["order_key"])].reset_index(drop=True)
+        new_lines = lines[lines["order_key"].isin(new_orders["order_key"])].reset_index(drop=True)
+        reasons = self._refusals(new_orders, new_lines)
+        status = np.where(reasons.isna(), SHIPPED, REFUSED).astype(object)
+        tracking = np.where(
+            status == SHIPPED, tracking_numbers(new_orders["order_key"].to_numpy()), None
+        )
+        answered = pd.DataFrame(
+            {
+                "order_key": new_orders["order_key"],
+                "status": status,
+                "tracking_number": tracking,
+                "reason": reasons.to_numpy(dtype=object),
             }
-            known_lines: dict[int, list[ShipmentLine]] = {}
-            for row in fetch_all(
-                conn,
-                "select l.order_key, l.line_number, l.quantity, l.ship_mode, l.ship_date,"
-                " l.delivery_date from shipment_lines l"
-                " join request_orders r on r.order_key = l.order_key"
-                " order by l.order_key, l.line_number",
-            ):
-                known_lines.setdefault(row[0], []).append(ShipmentLine(*row[1:]))
-            conn.exec_driver_sql("drop table request_orders")
-            answers, new_shipments, new_lines = [], [], []
-            for request in requests:
-                shipment = known.get(request.order_key)
-                if shipment is not None:
-                    lines = tuple(known_lines.get(request.order_key, ()))
-                    answers.append(
-                        Shipment(
-                            shipment.order_key,
-                            shipment.status,
-                            shipment.tracking_number,
-                            shipment.reason,
-                            lines,
-                        )
-                    )
-                    continue
-                reason = self._refusal(request)
-                if reason is None:
-                    shipment = Shipment(
-                        request.order_key,
-                        SHIPPED,
-                        tracking_number(request.order_key),
-                        None,
-                        plan_lines(request),
-                    )
-                else:
-                    shipment = Shipment(request.order_key, REFUSED, None, reason, request.lines)
-                known[request.order_key] = shipment
-                known_lines[request.order_key] = list(shipment.lines)
-                answers.append(shipment)
-                new_shipments.append(
-                    (
-                        request.order_key,
-                        request.order_day,
-                        request.destination,
-                        shipment.status,
-                        shipment.tracking_number,
-                        shipment.reason,
-                    )
-                )
-                new_lines.extend(
-                    (
-                        request.order_key,
-                        line.line_number,
-                        line.ship_mode,
-                        line.quantity,
-                        line.ship_date,
-                        line.delivery_date,
-                    )
-                    for line in shipment.lines
-                )
-            execute_many(
-                conn,
-                "insert into shipments (order_key, order_day, destination, status,"
-                " tracking_number, reason) values (?, ?, ?, ?, ?, ?)",
-                new_shipments,
+        )
+        per_line = new_lines.merge(
+            new_orders[["order_key", "order_day"]].assign(status=status), how="left", on="order_key"
+        )
+        ship_dates = np.full(len(per_line), None, dtype=object)
+        delivery_dates = np.full(len(per_line), None, dtype=object)
+        shipped = (per_line["status"] == SHIPPED).to_numpy()
+        if shipped.any():
+            ship_dates[shipped], delivery_dates[shipped] = plan(
+                per_line["order_key"].to_numpy()[shipped],
+                per_line["order_day"].to_numpy(dtype=str)[shipped],
+                per_line["line_number"].to_numpy()[shipped],
+                per_line["ship_mode"].to_numpy(dtype=object)[shipped],
             )
-            execute_many(
-                conn,
-                "insert into shipment_lines (order_key, line_number, ship_mode, quantity,"
-                " ship_date, delivery_date) values (?, ?, ?, ?, ?, ?)",
-                new_lines,
+        new_lines = new_lines.assign(ship_date=ship_dates, delivery_date=delivery_dates)
+        inserted = execute_many(
+            conn,
+            "insert into shipments (order_key, order_day, destination, status,"
+            " tracking_number, reason) values (?, ?, ?, ?, ?, ?) on conflict do nothing",
+            list(
+                zip(
+                    new_orders["order_key"].tolist(),
+                    new_orders["order_day"].astype(str).tolist(),
+                    new_orders["destination"].astype(str).tolist(),
+                    status.tolist(),
+                    tracking.tolist(),
+                    answered["reason"].tolist(),
+                    strict=True,
+                )
+            ),
+        )
+        if inserted != len(new_orders):
+            if exact:
+                raise SystemRefused(f"carrier stored {inserted} of {len(new_orders)} shipments")
+            raise _AnsweredElsewhere
+        execute_many(
+            conn,
+            "insert into shipment_lines (order_key, line_number, ship_mode, quantity,"
+            " ship_date, delivery_date) values (?, ?, ?, ?, ?, ?)",
+            list(
+                zip(
+                    *(new_lines[c].tolist() for c in ("order_key", "line_number", "ship_mode")),
+                    new_lines["quantity"].tolist(),
+                    ship_dates.tolist(),
+                    delivery_dates.tolist(),
+                    strict=True,
+                )
+            ),
+        )
+        position = pd.Series(np.arange(len(orders)), index=orders["order_key"].to_numpy())
+        answers = pd.concat([known, answered], ignore_index=True)
+        answers = answers.iloc[np.argsort(position[answers["order_key"]].to_numpy(), kind="stable")]
+        all_lines = pd.concat([known_lines, new_lines[known_lines.columns]], ignore_index=True)
+        all_lines = all_lines.iloc[
+            np.argsort(position[all_lines["order_key"]].to_numpy(), kind="stable")
+        ]
+        return answers.reset_index(drop=True), all_lines.reset_index(drop=True)
+
+    def _refusals(self, orders: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
+        """Why the carrier refuses each new order (None: it ships)."""
+        reasons = pd.Series(None, index=orders.index, dtype=object)
+        unknown = ~lines["ship_mode"].isin(list(TRANSIT_DAYS))
+        if unknown.any():
+            modes = (
+                lines[unknown]
+                .groupby("order_key")["ship_mode"]
+                .agg(lambda found: ", ".join(sorted(set(found))))
             )
-        return answers
+            offered = orders["order_key"].map(modes)
+            reasons[offered.notna()] = (
+                "carrier does not offer ship mode " + offered[offered.notna()]
+            )
+        reasons[~orders["order_key"].isin(lines["order_key"])] = "shipment has no lines"
+        if self.faults.reject_keys:
+            rejected = orders["order_key"].astype(str).isin(list(self.faults.reject_keys))
+            reasons[rejected] = "carrier refused the shipment (injected refusal for this order key)"
+        return reasons
 
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""
@@ -301,6 +422,58 @@ class CarrierBook:
         return summary
 
 
+def _text(value) -> str | None:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Answers and lines stored before for the orders (exact), or for their order days (fast)."""
+    line_sql = (
+        "select l.order_key, l.line_number, l.quantity, l.ship_mode, l.ship_date,"
+        " l.delivery_date from shipment_lines l "
+    )
+    answer_sql = "select s.order_key, s.status, s.tracking_number, s.reason from shipments s "
+    if not len(orders):
+        found, found_lines = [], []
+    elif exact:
+        conn.exec_driver_sql(
+            "create temporary table if not exists request_orders (order_key bigint)"
+        )
+        conn.exec_driver_sql("delete from request_orders")
+        execute_many(
+            conn,
+            "insert into request_orders values (?)",
+            [(k,) for k in orders["order_key"].tolist()],
+        )
+        found = fetch_all(conn, answer_sql + "join request_orders r on r.order_key = s.order_key")
+        found_lines = fetch_all(
+            conn,
+            line_sql + "join request_orders r on r.order_key = l.order_key"
+            " order by l.order_key, l.line_number",
+        )
+        conn.exec_driver_sql("drop table request_orders")
+    else:
+        # Orders are stored under their order day, so the days' rows hold every repeat; an order
+        # stored under another day makes the insert come up short, and it is redone exactly.
+        days = (str(orders["order_day"].min()), str(orders["order_day"].max()))
+        found = fetch_all(conn, answer_sql + "where s.order_day >= ? and s.order_day <= ?", days)
+        found_lines = fetch_all(
+            conn,
+            line_sql + "join shipments s on s.order_key = l.order_key"
+            " where s.order_day >= ? and s.order_day <= ? order by l.order_key, l.line_number",
+            days,
+        )
+    known = pd.DataFrame.from_records(found, columns=["order_key", *ANSWER_COLUMNS])
+    known_lines = pd.DataFrame.from_records(found_lines, columns=[*LINE_COLUMNS, *PLAN_COLUMNS])
+    asked = orders["order_key"]
+    return (
+        known[known["order_key"].isin(asked)].astype({"order_key": "int64"}),
+        known_lines[known_lines["order_key"].isin(asked)].astype(
+            {"order_key": "int64", "line_number": "int64", "quantity": "int64"}
+        ),
+    )
+
+
 class LocalCarrier(CarrierResource):
     """The carrier's book in-process, in a SQL database (SQLite file by default)."""
 
@@ -316,6 +489,10 @@ class LocalCarrier(CarrierResource):
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""
         return self._book().create_shipments(requests)
+
+    def create_shipments_frame(self, lines: pd.DataFrame) -> pd.DataFrame:
+        """The bulk form of `create_shipments`, answered on whole arrays."""
+        return self._book().create_shipments_frame(lines)
 
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""

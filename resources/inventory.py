@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
@@ -37,6 +39,7 @@ from resources.sql import (
 
 SYSTEM = "inventory"
 RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
+REQUEST_COLUMNS = ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity")
 
 SCHEMA = (
     """create table if not exists stock (
@@ -91,9 +94,27 @@ class InventoryResource(dg.ConfigurableResource, ABC):
     def seed_stock(self, items: Sequence[StockItem]) -> int:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""
 
-    @abstractmethod
     def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation]:
         """Decide each line in the order given (first come, first served); repeats keep their decision."""
+        frame = pd.DataFrame.from_records(
+            [
+                (r.order_key, r.line_number, r.order_day, r.partkey, r.suppkey, r.quantity)
+                for r in requests
+            ],
+            columns=list(REQUEST_COLUMNS),
+        )
+        return [
+            Reservation(request.order_key, request.line_number, str(status))
+            for request, status in zip(requests, self.reserve_frame(frame), strict=True)
+        ]
+
+    @abstractmethod
+    def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
+        """Decide each row in the frame's order (first come, first served); repeats keep their decision.
+
+        Columns: REQUEST_COLUMNS (order_day as 'YYYY-MM-DD'); returns 'reserved' or 'backordered'
+        per row. The bulk form of `reserve`, for a backfill's millions of lines.
+        """
 
     @abstractmethod
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
@@ -158,99 +179,30 @@ class SqlInventory(InventoryResource):
                 )
             return conn.execute(sa.text("select count(*) from stock")).scalar_one() - before
 
-    def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation]:
-        """Decide each line in the order given (first come, first served); repeats keep their decision."""
+    def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
+        """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
         self._inject()
+        frame = _request_frame(lines)
         refused = set(self.faults.reject_keys)
-        for request in requests:
-            if f"{request.order_key}:{request.line_number}" in refused:
-                raise SystemRefused(
-                    f"inventory refused reservation {request.order_key}:{request.line_number} "
-                    "(injected permanent rejection)"
-                )
-        engine = self._engine()
-        with write_transaction(engine, SYSTEM, "stock") as conn:
-            _load_keys(conn, [(r.order_key, r.line_number, r.partkey, r.suppkey) for r in requests])
-            decided = {
-                (row[0], row[1]): row[2]
-                for row in fetch_all(
-                    conn,
-                    "select r.order_key, r.line_number, r.status from reservations r "
-                    "join request_keys k on k.order_key = r.order_key "
-                    "and k.line_number = r.line_number",
-                )
-            }
-            stock = {
-                (row[0], row[1]): [row[2], row[3], row[4]]
-                for row in fetch_all(
-                    conn,
-                    "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month "
-                    "from stock s join (select distinct partkey, suppkey from request_keys) k "
-                    "on k.partkey = s.partkey and k.suppkey = s.suppkey",
-                )
-            }
-            new_rows, restocks, touched = [], [], set()
-            results = []
-            for request in requests:
-                key = (request.order_key, request.line_number)
-                status = decided.get(key)
-                if status is None:
-                    pair = (request.partkey, request.suppkey)
-                    level = stock.get(pair)
-                    if level is None:
-                        raise SystemRefused(
-                            f"inventory has no stock record for part {request.partkey} supplier "
-                            f"{request.suppkey}: materialise fulfillment/inventory_stock first"
-                        )
-                    month = int(request.order_day[:4]) * 100 + int(request.order_day[5:7])
-                    if month > level[2]:
-                        top_up = max(0, level[0] - level[1])
-                        if top_up:
-                            restocks.append((pair[0], pair[1], month, top_up))
-                        level[1] += top_up
-                        level[2] = month
-                        touched.add(pair)
-                    if level[1] >= request.quantity:
-                        level[1] -= request.quantity
-                        touched.add(pair)
-                        status = RESERVED
-                    else:
-                        status = BACKORDERED
-                    decided[key] = status
-                    new_rows.append(
-                        (
-                            request.order_key,
-                            request.line_number,
-                            request.order_day,
-                            request.partkey,
-                            request.suppkey,
-                            request.quantity,
-                            status,
-                        )
+        if refused:
+            for order, number in zip(
+                frame["order_key"].tolist(), frame["line_number"].tolist(), strict=True
+            ):
+                if f"{order}:{number}" in refused:
+                    raise SystemRefused(
+                        f"inventory refused reservation {order}:{number} "
+                        "(injected permanent rejection)"
                     )
-                # A released line was reserved when decided: the decision is what is returned.
-                decision = RESERVED if status == RELEASED else status
-                results.append(Reservation(request.order_key, request.line_number, decision))
-            execute_many(
-                conn,
-                "insert into reservations (order_key, line_number, order_day, partkey,"
-                " suppkey, quantity, status) values (?, ?, ?, ?, ?, ?, ?)",
-                new_rows,
-            )
-            execute_many(
-                conn,
-                "update stock set available = ?, restocked_month = ? "
-                "where partkey = ? and suppkey = ?",
-                [(stock[p][1], stock[p][2], p[0], p[1]) for p in touched],
-            )
-            execute_many(
-                conn,
-                "insert into restocks (partkey, suppkey, month, quantity) "
-                "values (?, ?, ?, ?) on conflict do nothing",
-                restocks,
-            )
-            conn.exec_driver_sql("drop table request_keys")
-        return results
+        if not len(frame):
+            return np.array([], dtype=object)
+        engine = self._engine()
+        try:
+            with write_transaction(engine, SYSTEM, "stock") as conn:
+                return _reserve(conn, frame, exact=False)
+        except _DecidedElsewhere:
+            # A key was decided under another order day: look every key up exactly instead.
+            with write_transaction(engine, SYSTEM, "stock") as conn:
+                return _reserve(conn, frame, exact=True)
 
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
         """Release reserved lines (order key, line number) back to stock; return how many changed."""
@@ -326,6 +278,268 @@ class SqlInventory(InventoryResource):
                     )
                 )
             ]
+
+
+class _DecidedElsewhere(Exception):
+    """A requested key was already decided under an order day outside the request's days."""
+
+
+def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:
+    frame = lines.loc[:, list(REQUEST_COLUMNS)].reset_index(drop=True)
+    for column in ("order_key", "line_number", "partkey", "suppkey", "quantity"):
+        frame[column] = frame[column].astype("int64")
+    frame["order_day"] = frame["order_day"].astype(str)
+    return frame
+
+
+def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarray:
+    """Decisions for every row: known keys keep theirs, new keys are decided and stored."""
+    size = len(frame)
+    keys = ["order_key", "line_number"]
+    first = ~frame.duplicated(keys).to_numpy()
+    decisions = np.empty(size, dtype=object)
+    known = _known(conn, frame, exact)
+    is_known = np.zeros(size, dtype=bool)
+    if len(known):
+        status = frame[keys].merge(known, how="left", on=keys)["status"].to_numpy(dtype=object)
+        is_known = pd.notna(status)
+        # A released line was reserved when decided: the decision is what is returned.
+        decisions[is_known] = np.where(status[is_known] == RELEASED, RESERVED, status[is_known])
+    new = first & ~is_known
+    if new.any():
+        decisions[new] = _decide(conn, frame[new].reset_index(drop=True), exact)
+    repeats = ~first & ~is_known
+    if repeats.any():
+        # The same key again in one batch gets the decision of its first occurrence.
+        index = pd.MultiIndex.from_frame(frame[keys])
+        firsts = pd.Series(decisions[first], index=index[first])
+        decisions[repeats] = firsts.reindex(index[repeats]).to_numpy(dtype=object)
+    return decisions
+
+
+def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFrame:
+    """Decisions already stored for the frame's keys (exact), or for its order days (fast)."""
+    if exact:
+        _load_keys(
+            conn,
+            [(o, n, 0, 0) for o, n in zip(frame["order_key"], frame["line_number"], strict=True)],
+        )
+        rows = fetch_all(
+            conn,
+            "select r.order_key, r.line_number, r.status from reservations r "
+            "join request_keys k on k.order_key = r.order_key and k.line_number = r.line_number",
+        )
+        conn.exec_driver_sql("drop table request_keys")
+    else:
+        # Keys are decided under their order day, so the days' rows hold every repeat; a key
+        # stored under another day makes the insert below come up short, and it is redone exactly.
+        rows = fetch_all(
+            conn,
+            "select order_key, line_number, status from reservations "
+            "where order_day >= ? and order_day <= ?",
+            (frame["order_day"].min(), frame["order_day"].max()),
+        )
+    return pd.DataFrame.from_records(rows, columns=["order_key", "line_number", "status"])
+
+
+def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
+    """Decide lines never asked before, first come first served, and store the outcome.
+
+    Lines are grouped by (part, supplier) in request order (pairs do not share stock), and each
+    pair's lines split into stretches that start where a later month tops the stock up. A pair
+    whose every stretch fits its starting level reserves everything; that is nearly every pair, and
+    is computed on whole arrays. The rest (a stretch that overflows, or stock above its base level
+    after a release) are decided line by line.
+    """
+    size = len(new)
+    stock = _stock_for(conn, new[["partkey", "suppkey"]].drop_duplicates())
+    located = new[["partkey", "suppkey"]].merge(
+        stock[["partkey", "suppkey"]].reset_index(names="pair"),
+        how="left",
+        on=["partkey", "suppkey"],
+    )
+    if located["pair"].isna().any():
+        missing = new[located["pair"].isna().to_numpy()].iloc[0]
+        raise SystemRefused(
+            f"inventory has no stock record for part {missing.partkey} supplier "
+            f"{missing.suppkey}: materialise fulfillment/inventory_stock first"
+        )
+    codes, days = pd.factorize(new["order_day"])
+    month_of_day = np.array([int(day[:4]) * 100 + int(day[5:7]) for day in days], dtype=np.int64)
+    order = np.lexsort((np.arange(size), located["pair"].to_numpy(dtype=np.int64)))
+    pair = located["pair"].to_numpy(dtype=np.int64)[order]
+    month = month_of_day[codes][order]
+    quantity = new["quantity"].to_numpy(dtype=np.int64)[order]
+    base_of = stock["base_level"].to_numpy(dtype=np.int64)
+    available_of = stock["available"].to_numpy(dtype=np.int64)
+    restocked_of = stock["restocked_month"].to_numpy(dtype=np.int64)
+
+    group_start = np.r_[True, pair[1:] != pair[:-1]]
+    group = np.cumsum(group_start) - 1
+    group_pair = pair[group_start]
+    # Latest month seen per pair so far (from its stored restock month): a later one tops up.
+    shift = pair * 1_000_000
+    running = np.maximum.accumulate(shift + np.maximum(month, restocked_of[pair])) - shift
+    before = np.empty_like(running)
+    before[1:] = running[:-1]
+    before[group_start] = restocked_of[group_pair]
+    top_up = month > before
+    stretch_start = group_start | top_up
+    first_rows = np.flatnonzero(stretch_start)
+    total = np.add.reduceat(quantity, first_rows)
+    stretch_pair = pair[first_rows]
+    opens_group = group_start[first_rows]
+    base = base_of[stretch_pair]
+    opening = available_of[stretch_pair]
+    level = np.where(
+        opens_group, np.where(top_up[first_rows], np.maximum(opening, base), opening), base
+    )
+    hard = (total > level) | (opens_group & (level > base))
+    stretch_group = group[first_rows]
+    hard_group = (
+        np.bincount(stretch_group, weights=hard.astype(np.float64), minlength=len(group_pair)) > 0
+    )
+
+    status = np.full(size, RESERVED, dtype=object)
+    easy_stretch = ~hard_group[stretch_group]
+    # Restocks of easy pairs: what the month's first line finds missing from the base level.
+    left_before = np.where(opens_group, opening, np.r_[0, level[:-1] - total[:-1]])
+    restock = easy_stretch & top_up[first_rows] & (base > left_before)
+    restocks = list(
+        zip(
+            stretch_pair[restock].tolist(),
+            month[first_rows[restock]].tolist(),
+            (base - left_before)[restock].tolist(),
+            strict=True,
+        )
+    )
+    partkeys = stock["partkey"].to_numpy(dtype=np.int64)
+    suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
+    last_stretch = np.r_[opens_group[1:], True] & easy_stretch
+    stretch_end = np.r_[first_rows[1:], size]
+    updated = [
+        stretch_pair[last_stretch],
+        (level - total)[last_stretch],
+        running[stretch_end[last_stretch] - 1],
+    ]
+    hard_rows = np.flatnonzero(hard_group[group])
+    if len(hard_rows):
+        hard_pairs, hard_left, hard_months = _decide_one_by_one(
+            hard_rows,
+            pair,
+            month,
+            quantity,
+            (base_of, available_of, restocked_of),
+            status,
+            restocks,
+        )
+        updated = [
+            np.concatenate([done, more])
+            for done, more in zip(updated, (hard_pairs, hard_left, hard_months), strict=True)
+        ]
+    # Restocks name the pair by its keys, not by its position in this batch.
+    restocks = [(int(partkeys[p]), int(suppkeys[p]), m, q) for p, m, q in restocks]
+
+    in_request_order = np.empty(size, dtype=object)
+    in_request_order[order] = status
+    inserted = execute_many(
+        conn,
+        "insert into reservations (order_key, line_number, order_day, partkey, suppkey,"
+        " quantity, status) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+        list(
+            zip(
+                new["order_key"].tolist(),
+                new["line_number"].tolist(),
+                new["order_day"].tolist(),
+                new["partkey"].tolist(),
+                new["suppkey"].tolist(),
+                new["quantity"].tolist(),
+                in_request_order.tolist(),
+                strict=True,
+            )
+        ),
+    )
+    if inserted != size:
+        if exact:
+            raise SystemRefused(f"inventory stored {inserted} of {size} new reservations")
+        raise _DecidedElsewhere
+    execute_many(
+        conn,
+        "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",
+        list(
+            zip(
+                updated[1].tolist(),
+                updated[2].tolist(),
+                partkeys[updated[0]].tolist(),
+                suppkeys[updated[0]].tolist(),
+                strict=True,
+            )
+        ),
+    )
+    execute_many(
+        conn,
+        "insert into restocks (partkey, suppkey, month, quantity) "
+        "values (?, ?, ?, ?) on conflict do nothing",
+        restocks,
+    )
+    return in_request_order
+
+
+def _decide_one_by_one(rows, pair, month, quantity, levels, status, restocks):
+    """The line-by-line rule for the pairs that need it (rows sorted by pair, then request).
+
+    Marks back-orders in `status`, appends (pair, month, quantity) to `restocks` and returns
+    the pairs with their final available quantity and restock month.
+    """
+    base_of, available_of, restocked_of = levels
+    pairs, lefts, months = [], [], []
+    current, level = -1, [0, 0, 0]
+    for row in rows.tolist():
+        p = int(pair[row])
+        if p != current:
+            if current >= 0:
+                pairs.append(current), lefts.append(level[1]), months.append(level[2])
+            current = p
+            level = [int(base_of[p]), int(available_of[p]), int(restocked_of[p])]
+        line_month = int(month[row])
+        if line_month > level[2]:
+            top_up = max(0, level[0] - level[1])
+            if top_up:
+                restocks.append((p, line_month, top_up))
+            level[1] += top_up
+            level[2] = line_month
+        if level[1] >= quantity[row]:
+            level[1] -= int(quantity[row])
+        else:
+            status[row] = BACKORDERED
+    pairs.append(current), lefts.append(level[1]), months.append(level[2])
+    return (
+        np.array(pairs, dtype=np.int64),
+        np.array(lefts, dtype=np.int64),
+        np.array(months, dtype=np.int64),
+    )
+
+
+def _stock_for(conn: sa.Connection, pairs: pd.DataFrame) -> pd.DataFrame:
+    """Stock rows of the requested pairs (all rows when most pairs are asked for)."""
+    select = (
+        "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month from stock s"
+    )
+    if len(pairs) > 20_000:
+        rows = fetch_all(conn, select)
+    else:
+        _load_keys(
+            conn,
+            [(0, 0, p, s) for p, s in zip(pairs["partkey"], pairs["suppkey"], strict=True)],
+        )
+        rows = fetch_all(
+            conn,
+            select + " join request_keys k on k.partkey = s.partkey and k.suppkey = s.suppkey",
+        )
+        conn.exec_driver_sql("drop table request_keys")
+    return pd.DataFrame.from_records(
+        rows, columns=["partkey", "suppkey", "base_level", "available", "restocked_month"]
+    )
 
 
 def _load_keys(conn: sa.Connection, keys: Sequence[tuple[int, int, int, int]]) -> None:

@@ -118,14 +118,16 @@ def _driver_sql(conn: sa.Connection, sql: str) -> str:
     return sql
 
 
-def execute_many(conn: sa.Connection, sql: str, rows: Sequence[tuple]) -> None:
+def execute_many(conn: sa.Connection, sql: str, rows: Sequence[tuple]) -> int:
     """Run a statement once per row of positional parameters, straight through the driver.
 
     Bulk paths skip SQLAlchemy's per-row parameter processing, which costs more than SQLite's
-    own insert; values are still bound parameters, never SQL text.
+    own insert; values are still bound parameters, never SQL text. Returns the rows changed
+    (summed over the rows by sqlite3 and psycopg2).
     """
-    if rows:
-        conn.exec_driver_sql(_driver_sql(conn, sql), list(rows))
+    if not rows:
+        return 0
+    return conn.exec_driver_sql(_driver_sql(conn, sql), list(rows)).rowcount
 
 
 def fetch_all(conn: sa.Connection, sql: str, params: tuple = ()) -> list[tuple]:
