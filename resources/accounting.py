@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
@@ -28,6 +30,16 @@ from resources.sql import (
 
 SYSTEM = "accounting"
 ACCOUNTS = ("receivable", "revenue", "tax_payable", "cost_of_goods", "inventory")
+LINE_COLUMNS = (
+    "entry_key",
+    "line_number",
+    "order_key",
+    "entry_day",
+    "kind",
+    "account",
+    "debit_cents",
+    "credit_cents",
+)
 
 SCHEMA = (
     """create table if not exists journal_entries (
@@ -65,9 +77,16 @@ class JournalEntry:
 class AccountingResource(dg.ConfigurableResource, ABC):
     """The ledger; posting is batched and idempotent."""
 
-    @abstractmethod
     def post(self, entries: Sequence[JournalEntry]) -> int:
         """Post entries not posted before; return how many were new."""
+        return self.post_frame(entries_to_frame(entries))
+
+    @abstractmethod
+    def post_frame(self, lines: pd.DataFrame) -> int:
+        """The bulk form of `post`: one row per journal line (LINE_COLUMNS), an entry's together.
+
+        Entries are checked whole (balanced, known accounts) before anything is written.
+        """
 
     @abstractmethod
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
@@ -90,61 +109,21 @@ class SqlAccounting(AccountingResource):
         create_schema(engine, SCHEMA, SYSTEM)
         return engine
 
-    def post(self, entries: Sequence[JournalEntry]) -> int:
-        """Post entries not posted before; return how many were new."""
+    def post_frame(self, lines: pd.DataFrame) -> int:
+        """Post entries not posted before; return how many were new (see AccountingResource)."""
         inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
-        refused = set(self.faults.reject_keys)
-        for entry in entries:
-            if entry.key in refused:
-                raise SystemRefused(f"accounting refused entry {entry.key} (injected rejection)")
-            debits = sum(line.debit_cents for line in entry.lines)
-            credits = sum(line.credit_cents for line in entry.lines)
-            if debits != credits:
-                raise SystemRefused(
-                    f"accounting refused entry {entry.key}: debits {debits} != credits {credits}"
-                )
-            unknown = {line.account for line in entry.lines} - set(ACCOUNTS)
-            if unknown:
-                raise SystemRefused(f"accounting refused entry {entry.key}: accounts {unknown}")
+        lines = lines.loc[:, list(LINE_COLUMNS)].reset_index(drop=True)
+        if not len(lines):
+            return 0
+        _validate(lines, set(self.faults.reject_keys))
         engine = self._engine()
-        with write_transaction(engine, SYSTEM, "journal_entries") as conn:
-            conn.exec_driver_sql(
-                "create temporary table if not exists entry_keys (entry_key varchar(64))"
-            )
-            conn.exec_driver_sql("delete from entry_keys")
-            if entries:
-                execute_many(conn, "insert into entry_keys values (?)", [(e.key,) for e in entries])
-            posted = {
-                row[0]
-                for row in fetch_all(
-                    conn,
-                    "select j.entry_key from journal_entries j "
-                    "join entry_keys k on k.entry_key = j.entry_key",
-                )
-            }
-            conn.exec_driver_sql("drop table entry_keys")
-            new = []
-            for entry in entries:
-                if entry.key not in posted:
-                    posted.add(entry.key)
-                    new.append(entry)
-            execute_many(
-                conn,
-                "insert into journal_entries (entry_key, entry_day, kind, order_key) "
-                "values (?, ?, ?, ?)",
-                [(e.key, e.day, e.kind, e.order_key) for e in new],
-            )
-            execute_many(
-                conn,
-                "insert into journal_lines (entry_key, line_number, entry_day, account,"
-                " debit_cents, credit_cents) values (?, ?, ?, ?, ?, ?)",
-                [
-                    (e.key, number, e.day, line.account, line.debit_cents, line.credit_cents)
-                    for e in new
-                    for number, line in enumerate(e.lines, start=1)
-                ],
-            )
-            return len(new)
+        try:
+            with write_transaction(engine, SYSTEM, "journal_entries") as conn:
+                return _post(conn, lines, exact=False)
+        except _PostedElsewhere:
+            # An entry was posted under another day: look every key up exactly instead.
+            with write_transaction(engine, SYSTEM, "journal_entries") as conn:
+                return _post(conn, lines, exact=True)
 
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
         """(day, account) → (debit cents, credit cents) over [start, end), for reconciliation."""
@@ -159,3 +138,121 @@ class SqlAccounting(AccountingResource):
                 {"a": start, "b": end},
             ).fetchall()
         return {(day, account): (int(dr), int(cr)) for day, account, dr, cr in rows}
+
+
+def entries_to_frame(entries: Sequence[JournalEntry]) -> pd.DataFrame:
+    """Journal entries as journal lines (LINE_COLUMNS), numbered from 1 within each entry."""
+    return pd.DataFrame.from_records(
+        [
+            (e.key, number, e.order_key, e.day, e.kind, x.account, x.debit_cents, x.credit_cents)
+            for e in entries
+            for number, x in enumerate(e.lines, start=1)
+        ],
+        columns=list(LINE_COLUMNS),
+    )
+
+
+class _PostedElsewhere(Exception):
+    """An entry key in the batch was already posted under another day."""
+
+
+def _validate(lines: pd.DataFrame, refused: set[str]) -> None:
+    """Refuse the whole batch if any entry is rejected, unbalanced or names an unknown account."""
+    keys = lines["entry_key"]
+    if refused:
+        rejected = keys[keys.isin(list(refused))]
+        if len(rejected):
+            raise SystemRefused(f"accounting refused entry {rejected.iloc[0]} (injected rejection)")
+    codes, uniques = pd.factorize(keys)
+    debits = np.bincount(codes, weights=lines["debit_cents"].to_numpy(np.float64))
+    credits = np.bincount(codes, weights=lines["credit_cents"].to_numpy(np.float64))
+    # Float sums are exact below 2**53 cents; a mismatch is confirmed in integers below.
+    suspects = np.flatnonzero(debits != credits)
+    for code in suspects.tolist():
+        entry = lines[codes == code]
+        debit, credit = int(entry["debit_cents"].sum()), int(entry["credit_cents"].sum())
+        if debit != credit:
+            raise SystemRefused(
+                f"accounting refused entry {uniques[code]}: debits {debit} != credits {credit}"
+            )
+    unknown = ~lines["account"].isin(list(ACCOUNTS))
+    if unknown.any():
+        first = lines[unknown]
+        accounts = set(first.loc[first["entry_key"] == first["entry_key"].iloc[0], "account"])
+        raise SystemRefused(
+            f"accounting refused entry {first['entry_key'].iloc[0]}: accounts {accounts}"
+        )
+
+
+def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
+    """Store the entries whose keys are new (the first posting of a key wins)."""
+    entries = lines.drop_duplicates("entry_key")
+    keys = entries["entry_key"]
+    if exact:
+        conn.exec_driver_sql(
+            "create temporary table if not exists entry_keys (entry_key varchar(64))"
+        )
+        conn.exec_driver_sql("delete from entry_keys")
+        execute_many(conn, "insert into entry_keys values (?)", [(k,) for k in keys.tolist()])
+        posted = fetch_all(
+            conn,
+            "select j.entry_key from journal_entries j join entry_keys k on k.entry_key = j.entry_key",
+        )
+        conn.exec_driver_sql("drop table entry_keys")
+    else:
+        # Entries are posted on their day, so the days' keys hold every repeat; a key posted on
+        # another day makes the insert come up short, and the batch is redone exactly.
+        posted = fetch_all(
+            conn,
+            "select entry_key from journal_entries where entry_day >= ? and entry_day <= ?",
+            (str(lines["entry_day"].min()), str(lines["entry_day"].max())),
+        )
+    known = {row[0] for row in posted}
+    new = entries[~keys.isin(known)] if known else entries
+    inserted = execute_many(
+        conn,
+        "insert into journal_entries (entry_key, entry_day, kind, order_key) "
+        "values (?, ?, ?, ?) on conflict do nothing",
+        list(
+            zip(
+                new["entry_key"].tolist(),
+                new["entry_day"].astype(str).tolist(),
+                new["kind"].tolist(),
+                new["order_key"].astype("int64").tolist(),
+                strict=True,
+            )
+        ),
+    )
+    if inserted != len(new):
+        if exact:
+            raise SystemRefused(f"accounting stored {inserted} of {len(new)} entries")
+        raise _PostedElsewhere
+    all_keys = lines["entry_key"]
+    numbers = lines["line_number"]
+    # An entry's lines are together and numbered upwards: a new key or a restart opens a block.
+    starts = all_keys.ne(all_keys.shift()) | numbers.le(numbers.shift())
+    blocks = np.cumsum(starts.to_numpy())
+    if blocks[-1] != len(entries):
+        # A key repeated in the batch: only the lines of its first occurrence count.
+        by_key = pd.Series(blocks).groupby(pd.factorize(all_keys)[0])
+        lines = lines[blocks == by_key.transform("min").to_numpy()]
+    new_lines = (
+        lines if len(new) == len(entries) else lines[lines["entry_key"].isin(new["entry_key"])]
+    )
+    execute_many(
+        conn,
+        "insert into journal_lines (entry_key, line_number, entry_day, account,"
+        " debit_cents, credit_cents) values (?, ?, ?, ?, ?, ?)",
+        list(
+            zip(
+                new_lines["entry_key"].tolist(),
+                new_lines["line_number"].astype("int64").tolist(),
+                new_lines["entry_day"].astype(str).tolist(),
+                new_lines["account"].tolist(),
+                new_lines["debit_cents"].astype("int64").tolist(),
+                new_lines["credit_cents"].astype("int64").tolist(),
+                strict=True,
+            )
+        ),
+    )
+    return len(new)
