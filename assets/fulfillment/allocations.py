@@ -29,13 +29,14 @@ from assets.metadata import markdown_preview
 from assets.staging.orders import LINEITEM_KEY
 from assets.staging.validation import line_cents_sql
 from orchestration_defs.partitions import daily_partitions
-from resources.inventory import InventoryResource, ReservationRequest, StockItem
+from resources.inventory import InventoryResource, StockItem
 from resources.warehouse import WarehouseResource
 
 INVENTORY_STOCK_KEY = key("inventory_stock")
 ALLOCATIONS_KEY = key("allocations")
 PARTSUPP_KEY = dg.AssetKey(["staging", "partsupp"])
-RESERVE_BATCH = 50_000
+# Lines per call: a call decides whole arrays, so batches are large; each is one transaction.
+RESERVE_BATCH = 2_000_000
 SEED_BATCH = 100_000
 FIX = "Check the inventory system's configuration (resource `inventory`), then re-run the step."
 
@@ -145,7 +146,8 @@ def allocations(
     lines = read_frame(
         warehouse,
         f"""
-        select l_orderkey, l_linenumber, l_orderdate, l_partkey, l_suppkey,
+        select l_orderkey, l_linenumber, l_orderdate, strftime(l_orderdate, '%Y-%m-%d') as day,
+            l_partkey, l_suppkey,
             l_quantity::INTEGER as l_quantity,
             {line_cents_sql("l_extendedprice", "l_discount", "l_tax")} as line_cents
         from staging.lineitem where l_orderdate >= ? and l_orderdate < ?
@@ -153,27 +155,25 @@ def allocations(
         """,  # noqa: S608 - the formula is SQL from code; values are bound
         [start, end],
     )
-    days = lines["l_orderdate"].astype(str).tolist() if len(lines) else []
-    requests = [
-        ReservationRequest(int(o), int(n), d, int(p), int(s), int(q))
-        for o, n, d, p, s, q in zip(
-            lines["l_orderkey"],
-            lines["l_linenumber"],
-            days,
-            lines["l_partkey"],
-            lines["l_suppkey"],
-            lines["l_quantity"],
-            strict=True,
-        )
-    ]
+    requests = pd.DataFrame(
+        {
+            "order_key": lines["l_orderkey"],
+            "line_number": lines["l_linenumber"],
+            "order_day": lines["day"],
+            "partkey": lines["l_partkey"],
+            "suppkey": lines["l_suppkey"],
+            "quantity": lines["l_quantity"],
+        }
+    )
+    lines = lines.drop(columns="day")
     started = time.perf_counter()
     decisions = []
     with calling(context, "inventory", FIX):
-        for batch in chunks(requests, RESERVE_BATCH):
-            decisions.extend(inventory.reserve(batch))
+        for begin in range(0, len(requests), RESERVE_BATCH):
+            decisions.extend(inventory.reserve_frame(requests[begin : begin + RESERVE_BATCH]))
         summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())
     call_seconds = time.perf_counter() - started
-    lines["status"] = [decision.status for decision in decisions]
+    lines["status"] = decisions
     context.log.info(f"Inventory decided {len(decisions)} lines in {call_seconds:.1f} s")
 
     with warehouse.transaction() as con:
