@@ -359,6 +359,8 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
         on=["partkey", "suppkey"],
     )
     if located["pair"].isna().any():
+        if not exact:
+            raise _DecidedElsewhere  # the line may have been decided before, under another day
         missing = new[located["pair"].isna().to_numpy()].iloc[0]
         raise SystemRefused(
             f"inventory has no stock record for part {missing.partkey} supplier "

@@ -172,11 +172,6 @@ class MaildirNotifier(NotifierResource):
         root = self._root()
         inject(SYSTEM, self.faults, root / ".faults")
         refused = set(self.faults.reject_keys)
-        # Files are written in the outbox's own tmp/ and renamed into the folder's new/: a file's
-        # inode is allocated near the directory it is created in, and one tmp/ for every folder
-        # keeps them together (about 10x faster on ext4 than each folder's tmp/, measured).
-        staging = root / "tmp"
-        staging.mkdir(parents=True, exist_ok=True)
         present: dict[Path, set[str]] = {}
         deliveries = []
         for message in messages:
@@ -197,16 +192,16 @@ class MaildirNotifier(NotifierResource):
                 names = present[folder] = _delivered(folder)
             name = f"{digest}.orderflow"
             if name not in names:
-                _deliver(str(staging), str(folder), name, render(message, self.sender))
+                _deliver(str(folder), name, render(message, self.sender))
                 names.add(name)
             deliveries.append(Delivery(message.key, f"<{digest}@orderflow>", SENT))
         return deliveries
 
 
-def _deliver(staging: str, folder: str, name: str, data: bytes) -> None:
+def _deliver(folder: str, name: str, data: bytes) -> None:
     """Maildir delivery: write the whole file in tmp/, then rename it atomically into new/."""
     # Plain os calls: creating a file is the cost of a message, and pathlib doubles it.
-    tmp = f"{staging}/{name}"
+    tmp = f"{folder}/tmp/{name}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)

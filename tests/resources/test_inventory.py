@@ -187,6 +187,79 @@ def test_random_batches_match_a_first_come_first_served_model(tmp_path):
     assert system.overcommitted() == []
 
 
+def test_random_batches_over_months_and_releases_match_the_line_by_line_rule(tmp_path):
+    """The array-at-once decisions equal the documented rule applied one line at a time.
+
+    Batches mix months (out of order too), repeat earlier keys, follow releases (some of which
+    lift stock above its base level), and hold both pairs that fit and pairs that overflow.
+    """
+    rng = random.Random(20240229)
+    system = inventory(tmp_path)
+    items = [StockItem(part, supp, rng.randint(0, 300)) for part in range(1, 8) for supp in (1, 2)]
+    system.seed_stock(items)
+    levels = {(i.partkey, i.suppkey): [max(1, i.availqty // 12)] * 2 + [0] for i in items}
+    decided: dict[tuple[int, int], list] = {}  # key -> [status, pair, quantity]
+    restocks = []
+
+    def check(batch):
+        expected = []
+        for request in batch:
+            key = (request.order_key, request.line_number)
+            if key not in decided:
+                pair = (request.partkey, request.suppkey)
+                level = levels[pair]
+                month = int(request.order_day[:4]) * 100 + int(request.order_day[5:7])
+                if month > level[2]:
+                    if level[0] > level[1]:
+                        restocks.append((*pair, month, level[0] - level[1]))
+                        level[1] = level[0]
+                    level[2] = month
+                status = RESERVED if level[1] >= request.quantity else BACKORDERED
+                if status == RESERVED:
+                    level[1] -= request.quantity
+                decided[key] = [status, pair, request.quantity]
+            expected.append(RESERVED if decided[key][0] == RELEASED else decided[key][0])
+        assert [d.status for d in system.reserve(batch)] == expected
+
+    def release(keys):
+        released = [k for k in dict.fromkeys(keys) if decided[k][0] == RESERVED]
+        assert system.release(keys) == len(released)
+        for k in released:
+            decided[k][0] = RELEASED
+            levels[decided[k][1]][1] += decided[k][2]
+
+    days = [f"2021-{month:02d}-{day:02d}" for month in range(1, 7) for day in (1, 14, 28)]
+    order = 0
+    for batch_number in range(30):
+        batch = []
+        for _ in range(rng.randint(1, 60)):
+            if decided and rng.random() < 0.1:
+                o, n = rng.choice(sorted(decided))
+                batch.append(line(o, n, rng.randint(1, 15), day=rng.choice(days)))
+                continue
+            order += 1
+            day = days[min(len(days) - 1, batch_number // 2 + rng.randint(-2, 2))]
+            part, supp = rng.randint(1, 7), rng.randint(1, 2)
+            batch.append(line(order, 1, rng.randint(1, 15), day, part=part, supp=supp))
+        check(batch)
+        if batch_number % 3 == 2:
+            release(rng.sample(sorted(decided), k=min(5, len(decided))))
+    # A July line, then August tops pair (1, 1) up, then releasing the July line lifts it above
+    # its base level: the next batches start from there, in August and in September.
+    check([line(9001, 1, 5, "2021-07-02", part=1, supp=1)])
+    check([line(9002, 1, 1, "2021-08-02", part=1, supp=1)])
+    release([(9001, 1)])
+    assert levels[(1, 1)][1] > levels[(1, 1)][0]
+    check([line(9003, 1, 2, "2021-08-20", part=1, supp=1), line(9004, 1, 50, "2021-09-01", 1, 1)])
+    check([line(9005, 1, 1, "2021-09-03", part=1, supp=1), line(9006, 1, 3, "2021-08-31", 1, 1)])
+
+    assert system.stock_levels() == [(p, s, b, a) for (p, s), (b, a, _) in sorted(levels.items())]
+    assert rows(tmp_path, "select * from restocks order by partkey, suppkey, month") == sorted(
+        restocks
+    )
+    assert any(status == BACKORDERED for status, _, _ in decided.values())
+
+
 # --- idempotency -------------------------------------------------------------------------------
 
 
