@@ -10,8 +10,10 @@ Phases, each in its own process so that its peak RSS is its own:
 3. `backfill` — the real graph over the whole history in one run (catalog and stock seeded first,
                 untimed), with the time split into staging (reading and validation), outside-system
                 calls (inventory, carrier, notifier, accounting) and the fulfillment steps' own SQL.
+4. `maildir`  — the local outbox's file-system floor: as many Maildir deliveries as the backfill
+                made (same day folders, same message sizes), with plain os calls and nothing else.
 The figure of merit is backfill / (empty + duckdb); machines here are noisy, so only ratios from
-one invocation are compared.
+one invocation are compared (the notifier's calls against the `maildir` floor).
 """
 
 from __future__ import annotations
@@ -119,8 +121,9 @@ def phase_backfill(data: Path, work: Path) -> dict:
     from orchestration_defs.definitions import ANALYTICS_ASSETS
     from tests.helpers import resources_for
 
-    root = work / "run"
-    shutil.rmtree(root, ignore_errors=True)
+    # A new folder per run: deleting a previous run's 1.5 M outbox files here would slow this
+    # run's own file creation (the disk is still discarding the freed blocks). main() cleans up.
+    root = work / f"run-{time.time_ns()}"
     root.mkdir(parents=True)
     (root / "landing").symlink_to((data / "landing").resolve(), target_is_directory=True)
     resources = resources_for(root)
@@ -173,6 +176,7 @@ def phase_backfill(data: Path, work: Path) -> dict:
     }
     return {
         "seconds": seconds,
+        "run_dir": str(root),
         "orders": staged["records_staged"].value,
         "catalog_and_stock_seconds": seeding,
         "staging_step_seconds": staged["duration_s"].value,
@@ -194,7 +198,39 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-PHASES = {"empty": phase_empty, "duckdb": phase_duckdb, "backfill": phase_backfill}
+def phase_maildir(data: Path, work: Path) -> dict:
+    """Deliver as many files as the last backfill's outbox holds, per day folder, with os calls."""
+    outbox = Path(data) / "outbox"  # here `data` is the backfill's run dir
+    folders = sorted(p for p in outbox.iterdir() if p.name.startswith(".") and p.is_dir())
+    plan = []
+    for folder in folders:
+        names = os.listdir(folder / "new")  # noqa: PTH208
+        size = (folder / "new" / names[0]).stat().st_size if names else 0
+        plan.append((folder.name, len(names), size))
+    root = work / f"maildir-{time.time_ns()}"
+    started = time.perf_counter()
+    files = 0
+    for name, count, size in plan:
+        folder = f"{root}/{name}"
+        for sub in ("tmp", "new", "cur"):
+            os.makedirs(f"{folder}/{sub}", exist_ok=True)  # noqa: PTH103
+        body = b"x" * size
+        for number in range(count):
+            tmp = f"{folder}/tmp/{number}.floor"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, body)
+            os.close(fd)
+            os.rename(tmp, f"{folder}/new/{number}.floor")  # noqa: PTH104
+        files += count
+    return {"seconds": time.perf_counter() - started, "files": files, "dir": str(root)}
+
+
+PHASES = {
+    "empty": phase_empty,
+    "duckdb": phase_duckdb,
+    "backfill": phase_backfill,
+    "maildir": phase_maildir,
+}
 
 
 def run_phase(name: str, data: Path, work: Path) -> dict:
@@ -250,6 +286,7 @@ def main() -> None:
         )
 
     results = {name: run_phase(name, data, work) for name in ("empty", "duckdb", "backfill")}
+    floor = run_phase("maildir", Path(results["backfill"]["run_dir"]), work)
     orders = results["backfill"]["orders"]
     floors = results["empty"]["seconds"] + results["duckdb"]["seconds"]
     print(f"SF {args.scale:g}: {orders:,} orders over {HISTORY[0]} .. {HISTORY[1]}")
@@ -286,8 +323,18 @@ def main() -> None:
     for name, seconds in backfill["mart_steps"].items():
         print(f"  {name:<34} step {seconds:>7.1f} s")
     print(f"bookkeeping and other outside the steps: {rest:.1f} s")
+    notifier = sum(v for k, v in backfill["calls"].items() if "notice" in k or "notification" in k)
+    print(
+        f"maildir floor: {floor['files']:,} files in {floor['seconds']:.1f} s; notifier calls "
+        f"{notifier:.1f} s = {notifier / floor['seconds']:.2f} x the floor"
+    )
+    print(
+        f"outside-system calls without the notifier: {backfill['outside_calls_seconds'] - notifier:.1f} s"
+    )
     print(f"ratio backfill / (empty + duckdb) = {backfill['seconds'] / floors:.2f}")
     shutil.rmtree(work / "dagster_home", ignore_errors=True)
+    for done in (backfill["run_dir"], floor["dir"]):
+        shutil.rmtree(done, ignore_errors=True)
 
 
 if __name__ == "__main__":
