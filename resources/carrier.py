@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
+    chunks,
     create_schema,
     engine_for,
     execute_many,
@@ -139,7 +140,7 @@ class CarrierResource(dg.ConfigurableResource, ABC):
         sends batches of requests; the local carrier answers whole arrays at once.
         """
         answers = []
-        for batch in _chunks(requests_from_frame(lines), 10_000):
+        for batch in chunks(requests_from_frame(lines), 10_000):
             answers.extend(self.create_shipments(batch))
         return answers_to_frame(answers)
 
@@ -225,11 +226,6 @@ def answers_to_frame(answers: Sequence[Shipment]) -> pd.DataFrame:
         ],
         columns=[*LINE_COLUMNS, *PLAN_COLUMNS, *ANSWER_COLUMNS],
     )
-
-
-def _chunks(items: Sequence, size: int):
-    for begin in range(0, len(items), size):
-        yield items[begin : begin + size]
 
 
 class _AnsweredElsewhere(Exception):

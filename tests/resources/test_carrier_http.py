@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import requests
 
@@ -145,6 +146,37 @@ def test_answers_match_the_local_carrier(shared_carrier, tmp_path):
     assert all(line.ship_date and line.delivery_date for a in answers for line in a.lines)
     window = ("2021-03-01", "2021-03-04")
     assert http.shipments_by_day(*window) == local.shipments_by_day(*window) != {}
+
+
+def test_bulk_frames_over_http_match_the_local_carriers_arrays(shared_carrier, tmp_path):
+    """The default bulk form (batches of requests over HTTP) equals the local one on arrays."""
+    batch = [
+        *requests_for(1301, 1302, 1303),
+        ShipmentRequest(
+            1304, "2021-03-02", "CHINA", (ShipmentLine(1, 5, "AIR"), ShipmentLine(2, 1, "CANOE"))
+        ),
+    ]
+    lines = pd.DataFrame.from_records(
+        [
+            (r.order_key, r.order_day, r.destination, x.line_number, x.quantity, x.ship_mode)
+            for r in batch
+            for x in r.lines
+        ],
+        columns=["order_key", "order_day", "destination", "line_number", "quantity", "ship_mode"],
+    )
+    local = LocalCarrier(url=sqlite_url(tmp_path / "local" / "carrier.sqlite"))
+    over_http = HttpCarrier(base_url=shared_carrier.base_url).create_shipments_frame(lines)
+    on_arrays = local.create_shipments_frame(lines)
+    pd.testing.assert_frame_equal(over_http, on_arrays, check_dtype=False)
+    assert over_http["order_key"].tolist() == lines["order_key"].tolist()
+    refused = over_http[over_http["order_key"] == 1304]
+    assert set(refused["status"]) == {"refused"}
+    assert "CANOE" in refused["reason"].iloc[0]
+    # asked again, the arrays come back the same and the carrier stores nothing new
+    stored = local.shipments_by_day("2021-01-01", "2022-01-01")
+    assert sum(stored["2021-03-02"].values()) >= 1
+    pd.testing.assert_frame_equal(local.create_shipments_frame(lines), on_arrays, check_dtype=False)
+    assert local.shipments_by_day("2021-01-01", "2022-01-01") == stored
 
 
 def test_repeated_requests_get_the_first_answers_and_add_no_rows(shared_carrier):
