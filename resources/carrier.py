@@ -349,7 +349,7 @@ class CarrierBook:
                     new_orders["destination"].astype(str).tolist(),
                     status.tolist(),
                     tracking.tolist(),
-                    answered["reason"].tolist(),
+                    reasons.tolist(),  # None where it ships (the frame's column may hold NaN)
                     strict=True,
                 )
             ),
@@ -399,7 +399,8 @@ class CarrierBook:
         if self.faults.reject_keys:
             rejected = orders["order_key"].astype(str).isin(list(self.faults.reject_keys))
             reasons[rejected] = "carrier refused the shipment (injected refusal for this order key)"
-        return reasons
+        # Missing reasons as None, never NaN: a driver may store NaN as text ('NaN' on PostgreSQL).
+        return reasons.astype(object).where(reasons.notna(), None)
 
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""

@@ -29,6 +29,13 @@ from tests.helpers import (
     make_data_dir,
     stage,
 )
+from tests.postgres import running_server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server shared by the session (tests/postgres.py)."""
+    yield from running_server()
 
 
 @pytest.fixture(scope="session", autouse=True)

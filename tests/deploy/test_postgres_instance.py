@@ -8,28 +8,17 @@ its asset check results and the "duckdb" pool must all end up in PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import pwd
-import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
-from psycopg2 import sql
 
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import ORDERS_KEY, staging_orders
 from tests.helpers import make_data_dir, query, resources_for
+from tests.postgres import new_database
 
 DEPLOY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "dagster.yaml"
-SERVER_PACKAGES = Path("/usr/lib/postgresql")  # Debian: one <major version>/bin per server
 DAY = "2024-03-15"
 STAGING_CHECKS = {
     "totals_tie_out",
@@ -37,117 +26,12 @@ STAGING_CHECKS = {
     "lines_belong_to_orders",
     "records_accounted_for",
 }
-MISSING_SERVER = (
-    "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb). The production "
-    "instance test needs a real server: run .ci/run as root, which installs it, or "
-    "`apt-get install -y postgresql`."
-)
-
-
-@dataclass(frozen=True)
-class PostgresServer:
-    """Where the session's throwaway PostgreSQL listens, and who may log in."""
-
-    host: str
-    port: int
-    user: str
-    password: str
-
-    def connect(self, dbname: str):
-        return psycopg2.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password, dbname=dbname
-        )
-
-
-def server_binaries() -> Path:
-    """The newest installed server's bin directory."""
-    found = sorted(
-        SERVER_PACKAGES.glob("*/bin/initdb"),
-        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
-    )
-    if not found:
-        pytest.fail(MISSING_SERVER, pytrace=False)
-    return found[-1].parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def server_owner() -> pwd.struct_passwd | None:
-    """The `postgres` user when running as root (PostgreSQL refuses root), else None."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.fail(f"No `postgres` user to run the server as. {MISSING_SERVER}", pytrace=False)
-
-
-def as_owner(command: list[str], owner: pwd.struct_passwd | None) -> list[str]:
-    return command if owner is None else ["runuser", "-u", owner.pw_name, "--", *command]
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL cluster of its own in a temporary directory, stopped and removed afterwards."""
-    bin_dir, owner = server_binaries(), server_owner()
-    server = PostgresServer("127.0.0.1", free_port(), "orderflow", secrets.token_urlsafe(16))
-    # Not under pytest's basetemp, whose 0700 parents would keep the `postgres` user out.
-    root = Path(tempfile.mkdtemp(prefix="orderflow-pg-"))
-    data, log, password_file = root / "data", root / "server.log", root / "password"
-
-    def run(*command: str) -> None:
-        completed = subprocess.run(
-            as_owner(list(command), owner), cwd=root, capture_output=True, text=True, check=False
-        )
-        if completed.returncode != 0:
-            server_log = log.read_text() if log.exists() else ""
-            pytest.fail(
-                f"{Path(command[0]).name} failed ({completed.returncode}):\n"
-                f"{completed.stdout}{completed.stderr}{server_log}",
-                pytrace=False,
-            )
-
-    started = False
-    try:
-        password_file.write_text(server.password + "\n")
-        if owner is not None:
-            for path in (root, password_file):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-        run(
-            str(bin_dir / "initdb"),
-            *("--pgdata", str(data), "--username", server.user, "--pwfile", str(password_file)),
-            *("--auth", "scram-sha-256", "--encoding", "UTF8", "--locale", "C", "--no-sync"),
-        )
-        # Loopback TCP only, the socket in the cluster's own directory, no fsync: a test cluster.
-        options = (
-            f"-c listen_addresses={server.host} -p {server.port} "
-            f"-c unix_socket_directories={root} -c fsync=off"
-        )
-        run(str(bin_dir / "pg_ctl"), "start", "-D", str(data), "-l", str(log), "-w", "-o", options)
-        started = True
-        yield server
-    finally:
-        if started:
-            run(str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
 def instance_database(postgres_server) -> str:
     """A new, empty database for one test's Dagster instance."""
-    name = f"dagster_{secrets.token_hex(4)}"
-    connection = postgres_server.connect("postgres")
-    connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    finally:
-        connection.close()
-    return name
+    return new_database(postgres_server, "dagster")
 
 
 @pytest.fixture
