@@ -36,7 +36,8 @@ from resources.warehouse import WarehouseResource
 
 BACKORDER_NOTICES_KEY = key("backorder_notices")
 SHIPMENT_NOTIFICATIONS_KEY = key("shipment_notifications")
-SEND_BATCH = 5_000
+# Messages per call: enough day folders per call for the Maildir writer threads.
+SEND_BATCH = 20_000
 FIX = "Check the notifier's configuration (resource `notifier`), then re-run the step."
 
 

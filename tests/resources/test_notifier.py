@@ -70,6 +70,43 @@ def test_maildir_writes_one_parsable_file_per_message(tmp_path):
         assert msg.get_payload(decode=True).decode().replace("\r\n", "\n") == sent.body + "\n"
 
 
+def test_maildir_large_batch_written_by_threads_once_each(tmp_path):
+    """Enough messages for the writer threads: every one lands once, whole, in its day folder."""
+    outbox = tmp_path / "outbox"
+    days = [f"2026-10-{day:02d}" for day in range(1, 31)]
+    batch = [
+        Message(
+            f"shipped:{n}", days[n % 30], "shipment", f"c{n}@example.com", f"Order {n}", "x" * n
+        )
+        for n in range(3_000)
+    ]
+    # a key repeated in the batch is written once
+    deliveries = MaildirNotifier(outbox_dir=str(outbox), writers=4).send([*batch, batch[7]])
+    assert [d.key for d in deliveries] == [m.key for m in [*batch, batch[7]]]
+    assert {d.status for d in deliveries} == {SENT}
+    box = mailbox.Maildir(outbox, factory=None)
+    for day in days:
+        keys = sorted(msg["X-Orderflow-Key"] for msg in box.get_folder(day))
+        expected = sorted(m.key for m in batch if m.day == day)
+        assert keys == expected
+    sizes = {path.name: path.stat().st_size for day in days for path in files(outbox / f".{day}")}
+    assert len(sizes) == len(batch)
+    assert all(not list((outbox / f".{day}" / "tmp").iterdir()) for day in days)
+    # sent again, by a serial writer: nothing is rewritten
+    before = {
+        name: (outbox / f".{m.day}" / "new" / name).stat().st_mtime_ns
+        for m in batch
+        for name in [file_name(m.key)]
+    }
+    MaildirNotifier(outbox_dir=str(outbox), writers=1).send(batch)
+    after = {
+        name: (outbox / f".{m.day}" / "new" / name).stat().st_mtime_ns
+        for m in batch
+        for name in [file_name(m.key)]
+    }
+    assert after == before
+
+
 def test_maildir_admin_alert_goes_to_the_admin_folder(tmp_path):
     outbox = tmp_path / "outbox"
     notifier = MaildirNotifier(outbox_dir=str(outbox))
