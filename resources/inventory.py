@@ -407,14 +407,7 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     # Restocks of easy pairs: what the month's first line finds missing from the base level.
     left_before = np.where(opens_group, opening, np.r_[0, level[:-1] - total[:-1]])
     restock = easy_stretch & top_up[first_rows] & (base > left_before)
-    restocks = list(
-        zip(
-            stretch_pair[restock].tolist(),
-            month[first_rows[restock]].tolist(),
-            (base - left_before)[restock].tolist(),
-            strict=True,
-        )
-    )
+    restocked = [stretch_pair[restock], month[first_rows[restock]], (base - left_before)[restock]]
     partkeys = stock["partkey"].to_numpy(dtype=np.int64)
     suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
     last_stretch = np.r_[opens_group[1:], True] & easy_stretch
@@ -426,6 +419,7 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     ]
     hard_rows = np.flatnonzero(hard_group[group])
     if len(hard_rows):
+        more_restocks: list[tuple[int, int, int]] = []
         hard_pairs, hard_left, hard_months = _decide_one_by_one(
             hard_rows,
             pair,
@@ -433,14 +427,27 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
             quantity,
             (base_of, available_of, restocked_of),
             status,
-            restocks,
+            more_restocks,
         )
         updated = [
             np.concatenate([done, more])
             for done, more in zip(updated, (hard_pairs, hard_left, hard_months), strict=True)
         ]
+        if more_restocks:
+            extra = np.array(more_restocks, dtype=np.int64).T
+            restocked = [
+                np.concatenate([done, more]) for done, more in zip(restocked, extra, strict=True)
+            ]
     # Restocks name the pair by its keys, not by its position in this batch.
-    restocks = [(int(partkeys[p]), int(suppkeys[p]), m, q) for p, m, q in restocks]
+    restocks = list(
+        zip(
+            partkeys[restocked[0]].tolist(),
+            suppkeys[restocked[0]].tolist(),
+            restocked[1].tolist(),
+            restocked[2].tolist(),
+            strict=True,
+        )
+    )
 
     in_request_order = np.empty(size, dtype=object)
     in_request_order[order] = status
