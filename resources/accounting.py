@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
+    check_inserted,
     create_schema,
     engine_for,
     execute_many,
@@ -25,7 +26,7 @@ from resources.sql import (
     fetch_all,
     read_connection,
     system_url,
-    write_transaction,
+    write_known_by_day,
 )
 
 SYSTEM = "accounting"
@@ -118,14 +119,9 @@ class SqlAccounting(AccountingResource):
         if not len(lines):
             return 0
         _validate(lines, set(self.faults.reject_keys))
-        engine = self._engine()
-        try:
-            with write_transaction(engine, SYSTEM, "journal_entries") as conn:
-                return _post(conn, lines, exact=False)
-        except _PostedElsewhere:
-            # An entry was posted under another day: look every key up exactly instead.
-            with write_transaction(engine, SYSTEM, "journal_entries") as conn:
-                return _post(conn, lines, exact=True)
+        return write_known_by_day(
+            self._engine(), SYSTEM, "journal_entries", lambda conn, exact: _post(conn, lines, exact)
+        )
 
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
         """(day, account) → (debit cents, credit cents) over [start, end), for reconciliation."""
@@ -152,10 +148,6 @@ def entries_to_frame(entries: Sequence[JournalEntry]) -> pd.DataFrame:
         ],
         columns=list(LINE_COLUMNS),
     )
-
-
-class _PostedElsewhere(Exception):
-    """An entry key in the batch was already posted under another day."""
 
 
 def _validate(lines: pd.DataFrame, refused: set[str]) -> None:
@@ -225,10 +217,7 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
             )
         ),
     )
-    if inserted != len(new):
-        if exact:
-            raise SystemRefused(f"accounting stored {inserted} of {len(new)} entries")
-        raise _PostedElsewhere
+    check_inserted(SYSTEM, "entries", inserted, len(new), exact)
     all_keys = lines["entry_key"]
     numbers = lines["line_number"]
     # An entry's lines are together and numbered upwards: a new key or a restart opens a block.

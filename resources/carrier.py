@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from resources.faults import FaultInjection, SystemRefused, inject
+from resources.faults import FaultInjection, inject
 from resources.sql import (
+    check_inserted,
     chunks,
     create_schema,
     engine_for,
@@ -29,7 +30,7 @@ from resources.sql import (
     fetch_all,
     read_connection,
     system_url,
-    write_transaction,
+    write_known_by_day,
 )
 
 SYSTEM = "carrier"
@@ -228,10 +229,6 @@ def answers_to_frame(answers: Sequence[Shipment]) -> pd.DataFrame:
     )
 
 
-class _AnsweredElsewhere(Exception):
-    """An order in the request was already answered under another order day."""
-
-
 class CarrierBook:
     """The carrier's side: decides and stores shipments in SQL (SQLite file by default)."""
 
@@ -298,14 +295,12 @@ class CarrierBook:
         lines = lines.reset_index(drop=True).astype(
             {"order_key": "int64", "line_number": "int64", "quantity": "int64"}
         )
-        engine = self._engine()
-        try:
-            with write_transaction(engine, SYSTEM, "shipments") as conn:
-                return self._ship(conn, orders, lines, exact=False)
-        except _AnsweredElsewhere:
-            # An order was answered under another order day: look every order up exactly.
-            with write_transaction(engine, SYSTEM, "shipments") as conn:
-                return self._ship(conn, orders, lines, exact=True)
+        return write_known_by_day(
+            self._engine(),
+            SYSTEM,
+            "shipments",
+            lambda conn, exact: self._ship(conn, orders, lines, exact),
+        )
 
     def _ship(self, conn, orders: pd.DataFrame, lines: pd.DataFrame, exact: bool):
         known, known_lines = _known(conn, orders, exact)
@@ -354,10 +349,7 @@ class CarrierBook:
                 )
             ),
         )
-        if inserted != len(new_orders):
-            if exact:
-                raise SystemRefused(f"carrier stored {inserted} of {len(new_orders)} shipments")
-            raise _AnsweredElsewhere
+        check_inserted(SYSTEM, "shipments", inserted, len(new_orders), exact)
         execute_many(
             conn,
             "insert into shipment_lines (order_key, line_number, ship_mode, quantity,"

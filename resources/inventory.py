@@ -27,6 +27,8 @@ import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
+    StoredElsewhere,
+    check_inserted,
     create_schema,
     engine_for,
     execute_many,
@@ -34,6 +36,7 @@ from resources.sql import (
     fetch_all,
     read_connection,
     system_url,
+    write_known_by_day,
     write_transaction,
 )
 
@@ -195,14 +198,9 @@ class SqlInventory(InventoryResource):
                     )
         if not len(frame):
             return np.array([], dtype=object)
-        engine = self._engine()
-        try:
-            with write_transaction(engine, SYSTEM, "stock") as conn:
-                return _reserve(conn, frame, exact=False)
-        except _DecidedElsewhere:
-            # A key was decided under another order day: look every key up exactly instead.
-            with write_transaction(engine, SYSTEM, "stock") as conn:
-                return _reserve(conn, frame, exact=True)
+        return write_known_by_day(
+            self._engine(), SYSTEM, "stock", lambda conn, exact: _reserve(conn, frame, exact)
+        )
 
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
         """Release reserved lines (order key, line number) back to stock; return how many changed."""
@@ -278,10 +276,6 @@ class SqlInventory(InventoryResource):
                     )
                 )
             ]
-
-
-class _DecidedElsewhere(Exception):
-    """A requested key was already decided under an order day outside the request's days."""
 
 
 def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:
@@ -360,7 +354,7 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     )
     if located["pair"].isna().any():
         if not exact:
-            raise _DecidedElsewhere  # the line may have been decided before, under another day
+            raise StoredElsewhere  # the line may have been decided before, under another day
         missing = new[located["pair"].isna().to_numpy()].iloc[0]
         raise SystemRefused(
             f"inventory has no stock record for part {missing.partkey} supplier "
@@ -468,10 +462,7 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
             )
         ),
     )
-    if inserted != size:
-        if exact:
-            raise SystemRefused(f"inventory stored {inserted} of {size} new reservations")
-        raise _DecidedElsewhere
+    check_inserted(SYSTEM, "reservations", inserted, size, exact)
     execute_many(
         conn,
         "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",

@@ -11,15 +11,17 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from resources.faults import SystemRefused, SystemUnavailable
 
+T = TypeVar("T")
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
@@ -96,6 +98,36 @@ def read_connection(engine: sa.Engine, system: str) -> Iterator[sa.Connection]:
             yield conn
     except sa.exc.OperationalError as error:
         raise SystemUnavailable(f"{system} database unavailable: {error.orig}") from error
+
+
+class StoredElsewhere(Exception):
+    """A key of the batch is already stored under a day outside the batch's days."""
+
+
+def write_known_by_day(
+    engine: sa.Engine, system: str, lock_table: str, write: Callable[[sa.Connection, bool], T]
+) -> T:
+    """Run `write(conn, exact)` in a write transaction, first with `exact=False`.
+
+    A bulk call first looks up the keys it was asked before by the batch's days (one index range,
+    where a repeat nearly always is); `write` raises StoredElsewhere when that missed a key (see
+    `check_inserted`), and the whole batch is rolled back and redone with an exact key lookup.
+    """
+    try:
+        with write_transaction(engine, system, lock_table) as conn:
+            return write(conn, False)
+    except StoredElsewhere:
+        with write_transaction(engine, system, lock_table) as conn:
+            return write(conn, True)
+
+
+def check_inserted(system: str, what: str, inserted: int, expected: int, exact: bool) -> None:
+    """After `insert ... on conflict do nothing` of keys believed new: all of them must be new."""
+    if inserted == expected:
+        return
+    if exact:
+        raise SystemRefused(f"{system} stored {inserted} of {expected} new {what}")
+    raise StoredElsewhere
 
 
 _schemas_ready: set[tuple[str, tuple[str, ...]]] = set()
