@@ -16,7 +16,6 @@ from assets.fulfillment.common import (
     OWNERS,
     asset_metadata,
     calling,
-    chunks,
     key,
     read_frame,
     replace_window,
@@ -30,6 +29,7 @@ from assets.staging.orders import LINEITEM_KEY
 from assets.staging.validation import line_cents_sql
 from orchestration_defs.partitions import daily_partitions
 from resources.inventory import InventoryResource, StockItem
+from resources.sql import chunks
 from resources.warehouse import WarehouseResource
 
 INVENTORY_STOCK_KEY = key("inventory_stock")

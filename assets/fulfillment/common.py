@@ -127,12 +127,6 @@ def calling(context: dg.AssetExecutionContext, system: str, fix: str) -> Iterato
         ) from error
 
 
-def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    """Consecutive slices of at most `size` items: one outside-system call each."""
-    for begin in range(0, len(items), size):
-        yield items[begin : begin + size]
-
-
 def customer_email(name: str) -> str:
     """The customer's e-mail address, derived from the TPC-H customer name."""
     return f"{name.lower().replace('#', '')}@customers.orderflow.example"

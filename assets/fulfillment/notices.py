@@ -17,7 +17,6 @@ from assets.fulfillment.common import (
     OWNERS,
     asset_metadata,
     calling,
-    chunks,
     customer_email,
     key,
     money,
@@ -32,6 +31,7 @@ from assets.fulfillment.tables import BACKORDER_NOTICES, SHIPMENT_NOTIFICATIONS
 from assets.metadata import markdown_preview
 from orchestration_defs.partitions import daily_partitions
 from resources.notifier import Message, NotifierResource
+from resources.sql import chunks
 from resources.warehouse import WarehouseResource
 
 BACKORDER_NOTICES_KEY = key("backorder_notices")
