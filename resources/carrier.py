@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from resources.faults import FaultInjection, inject
 from resources.sql import (
+    Upgrade,
     check_inserted,
     chunks,
     create_schema,
@@ -50,16 +51,37 @@ TRANSIT_DAYS = {
     "SHIP": (14, 60),
 }
 
+# Both tables are clustered by day (what the bulk lookups read); order keys stay unique.
+# shipment_lines needs no key of its own: lines are written only with their shipment, in the
+# transaction that inserts the shipment's order key.
 SCHEMA = (
     """create table if not exists shipments (
-        order_key bigint primary key, order_day varchar(10) not null,
+        order_key bigint not null, order_day varchar(10) not null,
         destination varchar(64) not null, status varchar(12) not null,
-        tracking_number varchar(32), reason varchar(200))""",
-    "create index if not exists shipments_by_day on shipments (order_day)",
+        tracking_number varchar(32), reason varchar(200),
+        primary key (order_day, order_key)){without_rowid}""",
+    "create unique index if not exists shipments_by_order on shipments (order_key)",
     """create table if not exists shipment_lines (
-        order_key bigint not null, line_number integer not null, ship_mode varchar(16) not null,
-        quantity integer not null, ship_date varchar(10), delivery_date varchar(10),
-        primary key (order_key, line_number))""",
+        order_key bigint not null, line_number integer not null, order_day varchar(10) not null,
+        ship_mode varchar(16) not null, quantity integer not null,
+        ship_date varchar(10), delivery_date varchar(10),
+        primary key (order_day, order_key, line_number)){without_rowid}""",
+)
+SCHEMA_VERSION = 2
+UPGRADES = (
+    # Version 1 kept shipments by order key and lines by (order, line), with no day on a line.
+    Upgrade(
+        version=2,
+        tables=("shipments", "shipment_lines"),
+        indexes=("shipments_by_day",),
+        copy=(
+            "insert into shipments select order_key, order_day, destination, status,"
+            " tracking_number, reason from shipments_old",
+            "insert into shipment_lines select l.order_key, l.line_number, s.order_day,"
+            " l.ship_mode, l.quantity, l.ship_date, l.delivery_date"
+            " from shipment_lines_old l join shipments_old s on s.order_key = l.order_key",
+        ),
+    ),
 )
 
 
@@ -179,17 +201,25 @@ def plan(order_keys, order_days, line_numbers, ship_modes) -> tuple[np.ndarray, 
     All arguments are per line; the ship modes must be ones the carrier offers.
     """
     keys = np.asarray(order_keys, dtype=np.int64)
-    ordered = np.asarray(order_days, dtype="datetime64[D]")
+    # Millions of lines share a few thousand days and seven modes: parse and format those once.
+    day_codes, days = pd.factorize(np.asarray(order_days, dtype=object))
+    ordered = np.asarray(days, dtype="datetime64[D]").astype(np.int64)[day_codes]
     ship = ordered + (1 + _mix(keys, HANDLING_SALT) % np.uint64(3)).astype(np.int64)
-    modes = pd.Series(np.asarray(ship_modes, dtype=object))
-    low = modes.map({mode: days[0] for mode, days in TRANSIT_DAYS.items()}).to_numpy(np.int64)
-    high = modes.map({mode: days[1] for mode, days in TRANSIT_DAYS.items()}).to_numpy(np.int64)
+    mode_codes, modes = pd.factorize(np.asarray(ship_modes, dtype=object))
+    low = np.array([TRANSIT_DAYS[mode][0] for mode in modes], dtype=np.int64)[mode_codes]
+    high = np.array([TRANSIT_DAYS[mode][1] for mode in modes], dtype=np.int64)[mode_codes]
     line_key = keys * 8 + np.asarray(line_numbers, dtype=np.int64)  # TPC-H lines are 1..7
     transit = low + (_mix(line_key, TRANSIT_SALT) % (high - low + 1).astype(np.uint64)).astype(
         np.int64
     )
-    as_text = np.datetime_as_string
-    return as_text(ship, unit="D").astype(object), as_text(ship + transit, unit="D").astype(object)
+    delivery = ship + transit
+    if not len(keys):
+        return np.array([], dtype=object), np.array([], dtype=object)
+    first = int(ship.min())
+    names = np.datetime_as_string(
+        np.arange(first, int(delivery.max()) + 1).astype("datetime64[D]"), unit="D"
+    ).astype(object)
+    return names[ship - first], names[delivery - first]
 
 
 def requests_from_frame(lines: pd.DataFrame) -> list[ShipmentRequest]:
@@ -238,7 +268,7 @@ class CarrierBook:
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self.url)
-        create_schema(engine, SCHEMA, SYSTEM)
+        create_schema(engine, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
         return engine
 
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
@@ -337,31 +367,30 @@ class CarrierBook:
             conn,
             "insert into shipments (order_key, order_day, destination, status,"
             " tracking_number, reason) values (?, ?, ?, ?, ?, ?) on conflict do nothing",
-            list(
-                zip(
-                    new_orders["order_key"].tolist(),
-                    new_orders["order_day"].astype(str).tolist(),
-                    new_orders["destination"].astype(str).tolist(),
-                    status.tolist(),
-                    tracking.tolist(),
-                    reasons.tolist(),  # None where it ships (the frame's column may hold NaN)
-                    strict=True,
-                )
+            zip(
+                new_orders["order_key"].tolist(),
+                new_orders["order_day"].astype(str).tolist(),
+                new_orders["destination"].astype(str).tolist(),
+                status.tolist(),
+                tracking.tolist(),
+                reasons.tolist(),  # None where it ships (the frame's column may hold NaN)
+                strict=True,
             ),
         )
         check_inserted(SYSTEM, "shipments", inserted, len(new_orders), exact)
         execute_many(
             conn,
-            "insert into shipment_lines (order_key, line_number, ship_mode, quantity,"
-            " ship_date, delivery_date) values (?, ?, ?, ?, ?, ?)",
-            list(
-                zip(
-                    *(new_lines[c].tolist() for c in ("order_key", "line_number", "ship_mode")),
-                    new_lines["quantity"].tolist(),
-                    ship_dates.tolist(),
-                    delivery_dates.tolist(),
-                    strict=True,
-                )
+            "insert into shipment_lines (order_key, line_number, order_day, ship_mode, quantity,"
+            " ship_date, delivery_date) values (?, ?, ?, ?, ?, ?, ?)",
+            zip(
+                new_lines["order_key"].tolist(),
+                new_lines["line_number"].tolist(),
+                per_line["order_day"].astype(str).tolist(),
+                new_lines["ship_mode"].tolist(),
+                new_lines["quantity"].tolist(),
+                ship_dates.tolist(),
+                delivery_dates.tolist(),
+                strict=True,
             ),
         )
         position = pd.Series(np.arange(len(orders)), index=orders["order_key"].to_numpy())
@@ -437,7 +466,8 @@ def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.Da
         found = fetch_all(conn, answer_sql + "join request_orders r on r.order_key = s.order_key")
         found_lines = fetch_all(
             conn,
-            line_sql + "join request_orders r on r.order_key = l.order_key"
+            line_sql + "join shipments s on s.order_day = l.order_day and s.order_key = l.order_key"
+            " join request_orders r on r.order_key = s.order_key"
             " order by l.order_key, l.line_number",
         )
         conn.exec_driver_sql("drop table request_orders")
@@ -448,8 +478,8 @@ def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.Da
         found = fetch_all(conn, answer_sql + "where s.order_day >= ? and s.order_day <= ?", days)
         found_lines = fetch_all(
             conn,
-            line_sql + "join shipments s on s.order_key = l.order_key"
-            " where s.order_day >= ? and s.order_day <= ? order by l.order_key, l.line_number",
+            line_sql
+            + "where l.order_day >= ? and l.order_day <= ? order by l.order_key, l.line_number",
             days,
         )
     known = pd.DataFrame.from_records(found, columns=["order_key", *ANSWER_COLUMNS])

@@ -6,8 +6,8 @@ Stock rules (documented in the README):
 - **Seeding**: a (part, supplier) starts with a base level of `ps_availqty // stock_divisor` units
   (`stock_divisor` = 12 by default puts a few percent of lines on back-order).
 - **Restock**: at the start of every month the supplier tops the stock back up to its base level.
-  The top-up is applied when the month's first reservation for that (part, supplier) is decided,
-  recorded once in `restocks`.
+  The top-up is applied when the month's first reservation for that (part, supplier) is decided;
+  `supplier_restocks` records each supplier's monthly delivery (pairs topped up, units).
 - **Reservation**: first come, first served in the order requested; a line is reserved when the
   available stock covers its whole quantity, else back-ordered (no partial reservations).
 - **Release**: a released reservation (a refused shipment) returns its quantity to the stock.
@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     StoredElsewhere,
+    Upgrade,
     check_inserted,
     create_schema,
     engine_for,
@@ -44,19 +45,41 @@ SYSTEM = "inventory"
 RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
 REQUEST_COLUMNS = ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity")
 
+# Tables are clustered on their keys; reservations by day (what the bulk lookups read), with
+# the (order key, line number) idempotency key unique over all days.
 SCHEMA = (
     """create table if not exists stock (
         partkey bigint not null, suppkey bigint not null,
         base_level integer not null, available integer not null,
-        restocked_month integer not null, primary key (partkey, suppkey))""",
+        restocked_month integer not null, primary key (partkey, suppkey)){without_rowid}""",
     """create table if not exists reservations (
         order_key bigint not null, line_number integer not null, order_day varchar(10) not null,
         partkey bigint not null, suppkey bigint not null, quantity integer not null,
-        status varchar(12) not null, primary key (order_key, line_number))""",
-    "create index if not exists reservations_by_day on reservations (order_day)",
-    """create table if not exists restocks (
-        partkey bigint not null, suppkey bigint not null, month integer not null,
-        quantity integer not null, primary key (partkey, suppkey, month))""",
+        status varchar(12) not null,
+        primary key (order_day, order_key, line_number)){without_rowid}""",
+    "create unique index if not exists reservations_by_key on reservations (order_key, line_number)",
+    # A supplier's monthly delivery: how many of its (part, supplier) pairs it topped up, and
+    # the units. Each pair's top-up is applied once (stock.restocked_month), so these add up.
+    """create table if not exists supplier_restocks (
+        suppkey bigint not null, month integer not null, pairs integer not null,
+        quantity bigint not null, primary key (suppkey, month)){without_rowid}""",
+)
+SCHEMA_VERSION = 2
+UPGRADES = (
+    # Version 1 kept row tables with key indexes, and a restock row per (part, supplier, month).
+    Upgrade(
+        version=2,
+        tables=("stock", "reservations", "restocks"),
+        indexes=("reservations_by_day",),
+        copy=(
+            "insert into stock select partkey, suppkey, base_level, available, restocked_month"
+            " from stock_old",
+            "insert into reservations select order_key, line_number, order_day, partkey, suppkey,"
+            " quantity, status from reservations_old",
+            "insert into supplier_restocks select suppkey, month, count(*), sum(quantity)"
+            " from restocks_old group by suppkey, month",
+        ),
+    ),
 )
 
 
@@ -152,7 +175,7 @@ class SqlInventory(InventoryResource):
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self._url())
-        create_schema(engine, SCHEMA, SYSTEM)
+        create_schema(engine, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
         return engine
 
     def _inject(self) -> None:
@@ -432,55 +455,61 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
             restocked = [
                 np.concatenate([done, more]) for done, more in zip(restocked, extra, strict=True)
             ]
-    # Restocks name the pair by its keys, not by its position in this batch.
-    restocks = list(
-        zip(
-            partkeys[restocked[0]].tolist(),
-            suppkeys[restocked[0]].tolist(),
-            restocked[1].tolist(),
-            restocked[2].tolist(),
-            strict=True,
+    # A supplier's deliveries: the pairs' top-ups summed per (supplier, month).
+    restocks = (
+        pd.DataFrame(
+            {
+                "suppkey": suppkeys[restocked[0]],
+                "month": np.asarray(restocked[1], dtype=np.int64),
+                "quantity": np.asarray(restocked[2], dtype=np.int64),
+            }
         )
+        .groupby(["suppkey", "month"], sort=True)["quantity"]
+        .agg(["size", "sum"])
+        .reset_index()
     )
-
     in_request_order = np.empty(size, dtype=object)
     in_request_order[order] = status
     inserted = execute_many(
         conn,
         "insert into reservations (order_key, line_number, order_day, partkey, suppkey,"
         " quantity, status) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-        list(
-            zip(
-                new["order_key"].tolist(),
-                new["line_number"].tolist(),
-                new["order_day"].tolist(),
-                new["partkey"].tolist(),
-                new["suppkey"].tolist(),
-                new["quantity"].tolist(),
-                in_request_order.tolist(),
-                strict=True,
-            )
+        zip(
+            new["order_key"].tolist(),
+            new["line_number"].tolist(),
+            new["order_day"].tolist(),
+            new["partkey"].tolist(),
+            new["suppkey"].tolist(),
+            new["quantity"].tolist(),
+            in_request_order.tolist(),
+            strict=True,
         ),
     )
     check_inserted(SYSTEM, "reservations", inserted, size, exact)
     execute_many(
         conn,
         "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",
-        list(
-            zip(
-                updated[1].tolist(),
-                updated[2].tolist(),
-                partkeys[updated[0]].tolist(),
-                suppkeys[updated[0]].tolist(),
-                strict=True,
-            )
+        zip(
+            updated[1].tolist(),
+            updated[2].tolist(),
+            partkeys[updated[0]].tolist(),
+            suppkeys[updated[0]].tolist(),
+            strict=True,
         ),
     )
     execute_many(
         conn,
-        "insert into restocks (partkey, suppkey, month, quantity) "
-        "values (?, ?, ?, ?) on conflict do nothing",
-        restocks,
+        "insert into supplier_restocks (suppkey, month, pairs, quantity) values (?, ?, ?, ?) "
+        "on conflict (suppkey, month) do update set "
+        "pairs = supplier_restocks.pairs + excluded.pairs, "
+        "quantity = supplier_restocks.quantity + excluded.quantity",
+        zip(
+            restocks["suppkey"].tolist(),
+            restocks["month"].tolist(),
+            restocks["size"].tolist(),
+            restocks["sum"].tolist(),
+            strict=True,
+        ),
     )
     return in_request_order
 

@@ -72,7 +72,7 @@ class SmtpNotifier(NotifierResource):
     def sent_before(self, message: Message) -> bool:
         """Whether a message with this key was already sent (or refused for good)."""
         engine = engine_for(self.sent_log_url)
-        create_schema(engine, SCHEMA)
+        create_schema(engine, SCHEMA, SYSTEM)
         return message.key in _sent_before(engine, [message.key])
 
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
@@ -84,7 +84,7 @@ class SmtpNotifier(NotifierResource):
         inject(SYSTEM, self.faults, fault_state_file(self.sent_log_url, SYSTEM))
         refused = set(self.faults.reject_keys)
         engine = engine_for(self.sent_log_url)
-        create_schema(engine, SCHEMA)
+        create_schema(engine, SCHEMA, SYSTEM)
         known = _sent_before(engine, [m.key for m in messages if m.key not in refused])
         sender_address = parseaddr(self.sender)[1]
         deliveries: list[Delivery] = []

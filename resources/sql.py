@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -131,18 +132,78 @@ def check_inserted(system: str, what: str, inserted: int, expected: int, exact: 
 
 
 _schemas_ready: set[tuple[str, tuple[str, ...]]] = set()
+# One row per system sharing a database: the layout version its tables were created with.
+VERSIONS_TABLE = (
+    "create table if not exists schema_versions ("
+    "system varchar(32) primary key, version integer not null)"
+)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """How to bring a system's tables from the layout before `version` to the one at `version`.
+
+    `tables` are renamed to `<table>_old` (their `indexes` dropped first, index names being
+    global), the current `create` statements run, then `copy` moves the rows across and the old
+    tables are dropped, all in one transaction.
+    """
+
+    version: int
+    tables: tuple[str, ...]
+    indexes: tuple[str, ...]
+    copy: tuple[str, ...]
 
 
 def create_schema(
-    engine: sa.Engine, statements: Sequence[str], system: str = "outside system"
+    engine: sa.Engine,
+    statements: Sequence[str],
+    system: str = "outside system",
+    version: int = 1,
+    upgrades: Sequence[Upgrade] = (),
 ) -> None:
-    """Run `create ... if not exists` statements once per database and process."""
-    marker = (str(engine.url), tuple(statements))
+    """Create a system's tables once per database and process, upgrading an older layout.
+
+    Statements may say `{without_rowid}`: SQLite then clusters the table on its primary key
+    (one B-tree instead of a row table plus a key index); other databases ignore it. A database
+    whose tables predate `schema_versions` is at version 1.
+    """
+    marker = (str(engine.url), (system, str(version), *statements))
     if marker in _schemas_ready:
         return
+    options = {"without_rowid": " without rowid" if is_sqlite(engine) else ""}
+    creates = [statement.format(**options) for statement in statements]
     with write_transaction(engine, system) as conn:
-        for statement in statements:
+        conn.exec_driver_sql(VERSIONS_TABLE)
+        found = fetch_all(conn, "select version from schema_versions where system = ?", (system,))
+        if found:
+            current = found[0][0]
+        else:
+            existing = sa.inspect(conn).get_table_names()
+            current = 1 if any(table in existing for u in upgrades for table in u.tables) else 0
+        pending = [u for u in upgrades if current and current < u.version]
+        for upgrade in pending:
+            for index in upgrade.indexes:
+                conn.exec_driver_sql(f"drop index if exists {index}")
+            for table in upgrade.tables:
+                # Identifiers from code only (the system module's table names).
+                conn.exec_driver_sql(f"alter table {table} rename to {table}_old")
+        for statement in creates:
             conn.exec_driver_sql(statement)
+        for upgrade in pending:
+            for statement in upgrade.copy:
+                conn.exec_driver_sql(statement)
+            for table in upgrade.tables:
+                conn.exec_driver_sql(f"drop table {table}_old")
+        if found:
+            conn.exec_driver_sql(
+                _driver_sql(conn, "update schema_versions set version = ? where system = ?"),
+                (version, system),
+            )
+        else:
+            conn.exec_driver_sql(
+                _driver_sql(conn, "insert into schema_versions (system, version) values (?, ?)"),
+                (system, version),
+            )
     _schemas_ready.add(marker)
 
 
@@ -153,16 +214,26 @@ def _driver_sql(conn: sa.Connection, sql: str) -> str:
     return sql
 
 
-def execute_many(conn: sa.Connection, sql: str, rows: Sequence[tuple]) -> int:
+def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
     """Run a statement once per row of positional parameters, straight through the driver.
 
     Bulk paths skip SQLAlchemy's per-row parameter processing, which costs more than SQLite's
-    own insert; values are still bound parameters, never SQL text. Returns the rows changed
-    (summed over the rows by sqlite3 and psycopg2).
+    own insert, and stream the rows (an iterator is never copied into a list); values are still
+    bound parameters, never SQL text. Returns the rows changed (summed over the rows by sqlite3
+    and psycopg2). Driver errors are raised as SQLAlchemy's, like every other statement's.
     """
-    if not rows:
-        return 0
-    return conn.exec_driver_sql(_driver_sql(conn, sql), list(rows)).rowcount
+    statement = _driver_sql(conn, sql)
+    # The DBAPI connection of the caller's transaction: the rows belong to that transaction.
+    cursor = conn.connection.cursor()
+    try:
+        cursor.executemany(statement, rows)
+        return max(cursor.rowcount, 0)
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise sa.exc.DBAPIError.instance(
+            statement, None, error, conn.dialect.loaded_dbapi.Error
+        ) from error
+    finally:
+        cursor.close()
 
 
 def fetch_all(conn: sa.Connection, sql: str, params: tuple = ()) -> list[tuple]:

@@ -35,8 +35,9 @@ from resources.warehouse import WarehouseResource
 INVENTORY_STOCK_KEY = key("inventory_stock")
 ALLOCATIONS_KEY = key("allocations")
 PARTSUPP_KEY = dg.AssetKey(["staging", "partsupp"])
-# Lines per call: a call decides whole arrays, so batches are large; each is one transaction.
-RESERVE_BATCH = 2_000_000
+# Lines per call: a call decides whole arrays and rewrites the stock of every pair it touches,
+# so batches are large (the SF 1 history is one call); each is one transaction.
+RESERVE_BATCH = 10_000_000
 SEED_BATCH = 100_000
 FIX = "Check the inventory system's configuration (resource `inventory`), then re-run the step."
 

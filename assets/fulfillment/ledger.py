@@ -36,7 +36,7 @@ from resources.warehouse import WarehouseResource
 
 LEDGER_POSTINGS_KEY = key("ledger_postings")
 # Journal lines per call (a multiple of 5: an invoice's and its cost entry's lines).
-POST_BATCH = 2_000_000
+POST_BATCH = 10_000_000
 FIX = "Check the accounting system's configuration (resource `accounting`), then re-run the step."
 
 

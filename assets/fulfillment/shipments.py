@@ -41,7 +41,7 @@ SHIPMENTS_KEY = key("shipments")
 COMPENSATIONS_KEY = key("compensations")
 CUSTOMER_KEY = dg.AssetKey(["staging", "customer"])
 # Orders per call: the local carrier answers whole arrays; an HTTP carrier splits further.
-SHIP_BATCH = 500_000
+SHIP_BATCH = 2_000_000
 CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
 
 

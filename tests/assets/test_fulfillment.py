@@ -44,7 +44,9 @@ def side_effects(data: Path) -> dict[str, int]:
         "units_available": sqlite_count(
             systems / "inventory.sqlite", "select sum(available) from stock"
         ),
-        "restocks": sqlite_count(systems / "inventory.sqlite", "select count(*) from restocks"),
+        "restocks": sqlite_count(
+            systems / "inventory.sqlite", "select count(*) from supplier_restocks"
+        ),
         "shipments": sqlite_count(systems / "carrier.sqlite", "select count(*) from shipments"),
         "shipment_lines": sqlite_count(
             systems / "carrier.sqlite", "select count(*) from shipment_lines"

@@ -133,10 +133,14 @@ def test_reconciliation_agrees_then_finds_an_injected_discrepancy(copy_of_fulfil
             "delete from reservations where order_key = ? and line_number = ?", [order, line]
         )
     with sqlite3.connect(data / "systems" / "accounting.sqlite") as con:
-        con.execute(
-            "delete from journal_lines where rowid = (select min(rowid) from journal_lines "
-            "where entry_day = ? and account = 'revenue')",
+        entry, number = con.execute(
+            "select entry_key, line_number from journal_lines "
+            "where entry_day = ? and account = 'revenue' limit 1",
             [DAY],
+        ).fetchone()
+        con.execute(
+            "delete from journal_lines where entry_day = ? and entry_key = ? and line_number = ?",
+            [DAY, entry, number],
         )
     result = reconcile(data, DAY)
     assert check_outcomes(result) == {"reconciliation.systems_reconcile": False}

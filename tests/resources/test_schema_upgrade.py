@@ -1,0 +1,145 @@
+"""Databases created by an earlier layout (version 1) are upgraded in place, losing nothing.
+
+Each test writes a version-1 database the way the earlier code did, with `sqlite3`, then uses the
+current resource on it: the first answers stay the first answers, and nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from resources.accounting import JournalEntry, JournalLine, SqlAccounting
+from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
+from resources.inventory import BACKORDERED, RESERVED, ReservationRequest, SqlInventory
+from resources.sql import sqlite_url
+
+DAY = "2021-02-03"
+
+
+def create_v1(path: Path, statements: list[str], rows: dict[str, list[tuple]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as con, con:
+        for statement in statements:
+            con.execute(statement)
+        for table, values in rows.items():
+            marks = ", ".join("?" * len(values[0]))
+            con.executemany(f"insert into {table} values ({marks})", values)
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    with closing(sqlite3.connect(path)) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_inventory_v1_keeps_its_decisions_and_restocks(tmp_path):
+    path = tmp_path / "inventory.sqlite"
+    create_v1(
+        path,
+        [
+            """create table stock (partkey bigint not null, suppkey bigint not null,
+            base_level integer not null, available integer not null,
+            restocked_month integer not null, primary key (partkey, suppkey))""",
+            """create table reservations (order_key bigint not null, line_number integer not null,
+            order_day varchar(10) not null, partkey bigint not null, suppkey bigint not null,
+            quantity integer not null, status varchar(12) not null,
+            primary key (order_key, line_number))""",
+            "create index reservations_by_day on reservations (order_day)",
+            """create table restocks (partkey bigint not null, suppkey bigint not null,
+            month integer not null, quantity integer not null,
+            primary key (partkey, suppkey, month))""",
+        ],
+        {
+            "stock": [(1, 7, 10, 2, 202102), (2, 7, 10, 10, 202102)],
+            "reservations": [(5, 1, DAY, 1, 7, 8, RESERVED), (5, 2, DAY, 2, 7, 50, BACKORDERED)],
+            "restocks": [(1, 7, 202102, 6), (2, 7, 202102, 3), (2, 7, 202101, 1)],
+        },
+    )
+    inventory = SqlInventory(url=sqlite_url(path))
+    again = inventory.reserve([ReservationRequest(5, 1, DAY, 1, 7, 1)])
+    fresh = inventory.reserve([ReservationRequest(6, 1, DAY, 1, 7, 3)])
+    assert [r.status for r in again + fresh] == [RESERVED, BACKORDERED]
+    assert inventory.stock_levels() == [(1, 7, 10, 2), (2, 7, 10, 10)]
+    assert query(path, "select * from supplier_restocks order by month") == [
+        (7, 202101, 1, 1),
+        (7, 202102, 2, 9),
+    ]
+    assert query(path, "select count(*) from reservations") == [(3,)]
+    assert query(path, "select system, version from schema_versions") == [("inventory", 2)]
+    tables = {name for (name,) in query(path, "select name from sqlite_master")}
+    assert not tables & {"restocks", "reservations_old", "stock_old", "reservations_by_day"}
+
+
+def test_carrier_v1_keeps_its_answers_and_lines(tmp_path):
+    path = tmp_path / "carrier.sqlite"
+    create_v1(
+        path,
+        [
+            """create table shipments (order_key bigint primary key, order_day varchar(10) not null,
+            destination varchar(64) not null, status varchar(12) not null,
+            tracking_number varchar(32), reason varchar(200))""",
+            "create index shipments_by_day on shipments (order_day)",
+            """create table shipment_lines (order_key bigint not null, line_number integer not null,
+            ship_mode varchar(16) not null, quantity integer not null, ship_date varchar(10),
+            delivery_date varchar(10), primary key (order_key, line_number))""",
+        ],
+        {
+            "shipments": [(9, DAY, "FRANCE", "shipped", "OF000000000009", None)],
+            "shipment_lines": [
+                (9, 1, "AIR", 4, "2021-02-04", "2021-02-06"),
+                (9, 2, "MAIL", 1, "2021-02-04", "2021-02-10"),
+            ],
+        },
+    )
+    carrier = LocalCarrier(url=sqlite_url(path))
+    request = ShipmentRequest(9, DAY, "FRANCE", (ShipmentLine(1, 4, "AIR"),))
+    [answer] = carrier.create_shipments([request])
+    assert (answer.status, answer.tracking_number) == ("shipped", "OF000000000009")
+    assert [(x.line_number, x.ship_date, x.delivery_date) for x in answer.lines] == [
+        (1, "2021-02-04", "2021-02-06"),
+        (2, "2021-02-04", "2021-02-10"),
+    ]
+    assert query(path, "select order_day, count(*) from shipment_lines group by 1") == [(DAY, 2)]
+    assert carrier.shipments_by_day(DAY, "2021-02-04") == {DAY: {"shipped": 1}}
+    assert query(path, "select system, version from schema_versions") == [("carrier", 2)]
+
+
+def test_accounting_v1_keeps_its_entries(tmp_path):
+    path = tmp_path / "accounting.sqlite"
+    create_v1(
+        path,
+        [
+            """create table journal_entries (entry_key varchar(64) primary key,
+            entry_day varchar(10) not null, kind varchar(32) not null, order_key bigint not null)""",
+            """create table journal_lines (entry_key varchar(64) not null,
+            line_number integer not null, entry_day varchar(10) not null,
+            account varchar(32) not null, debit_cents bigint not null,
+            credit_cents bigint not null)""",
+            "create index journal_lines_by_day on journal_lines (entry_day)",
+        ],
+        {
+            "journal_entries": [("invoice:9", DAY, "invoice", 9)],
+            "journal_lines": [
+                ("invoice:9", 1, DAY, "receivable", 110, 0),
+                ("invoice:9", 2, DAY, "revenue", 0, 100),
+                ("invoice:9", 3, DAY, "tax_payable", 0, 10),
+            ],
+        },
+    )
+    accounting = SqlAccounting(url=sqlite_url(path))
+    repeat = JournalEntry(
+        "invoice:9",
+        DAY,
+        "invoice",
+        9,
+        (JournalLine("receivable", 999, 0), JournalLine("revenue", 0, 999)),
+    )
+    assert accounting.post([repeat]) == 0
+    assert accounting.day_totals(DAY, "2021-02-04") == {
+        (DAY, "receivable"): (110, 0),
+        (DAY, "revenue"): (0, 100),
+        (DAY, "tax_payable"): (0, 10),
+    }
+    assert query(path, "select count(*) from journal_lines") == [(3,)]
+    assert query(path, "select system, version from schema_versions") == [("accounting", 2)]
