@@ -215,12 +215,18 @@ def phase_maildir(data: Path, work: Path) -> dict:
         for sub in ("tmp", "new", "cur"):
             os.makedirs(f"{folder}/{sub}", exist_ok=True)  # noqa: PTH103
         body = b"x" * size
+        # The notifier's own calls: create in tmp/, write, close, rename into new/ (relative
+        # to the open directories).
+        tmp = os.open(f"{folder}/tmp", os.O_RDONLY | os.O_DIRECTORY)
+        new = os.open(f"{folder}/new", os.O_RDONLY | os.O_DIRECTORY)
         for number in range(count):
-            tmp = f"{folder}/tmp/{number}.floor"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            name = f"{number}.floor"
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=tmp)
             os.write(fd, body)
             os.close(fd)
-            os.rename(tmp, f"{folder}/new/{number}.floor")  # noqa: PTH104
+            os.rename(name, name, src_dir_fd=tmp, dst_dir_fd=new)
+        os.close(tmp)
+        os.close(new)
         files += count
     return {"seconds": time.perf_counter() - started, "files": files, "dir": str(root)}
 

@@ -260,7 +260,8 @@ def test_random_batches_over_months_and_releases_match_the_line_by_line_rule(tmp
         delivery[0] += 1
         delivery[1] += quantity
     assert rows(tmp_path, "select * from supplier_restocks order by suppkey, month") == [
-        (supp, month, pairs, quantity) for (supp, month), (pairs, quantity) in sorted(deliveries.items())
+        (supp, month, pairs, quantity)
+        for (supp, month), (pairs, quantity) in sorted(deliveries.items())
     ]
     assert any(status == BACKORDERED for status, _, _ in decided.values())
 

@@ -62,7 +62,9 @@ def test_inventory_on_postgres(database):
     )
     assert [r.status for r in first] == [RESERVED, BACKORDERED, RESERVED, RESERVED]
     assert inventory.stock_levels() == [(1, 1, 10, 4), (1, 2, 2, 0)]
-    assert rows("select suppkey, month, pairs, quantity from supplier_restocks") == [(1, 202102, 1, 4)]
+    assert rows("select suppkey, month, pairs, quantity from supplier_restocks") == [
+        (1, 202102, 1, 4)
+    ]
 
     # Asked again, one key under another day: the first decisions, nothing new stored.
     again = inventory.reserve([line(1, 2, 1, "2021-03-09"), line(1, 1, 4, "2021-01-05")])
