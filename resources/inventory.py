@@ -45,19 +45,23 @@ SYSTEM = "inventory"
 RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
 REQUEST_COLUMNS = ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity")
 
-# Tables are clustered on their keys; reservations by day (what the bulk lookups read), with
-# the (order key, line number) idempotency key unique over all days.
+# Tables are clustered on their keys; reservations by day (what the bulk lookups read).
+# `reservation_orders` pins each order to one day, the day all its lines are kept under, so the
+# (order key, line number) idempotency key is unique over all days without an index of 6 M
+# random entries: one row per order instead.
 SCHEMA = (
     """create table if not exists stock (
         partkey bigint not null, suppkey bigint not null,
         base_level integer not null, available integer not null,
         restocked_month integer not null, primary key (partkey, suppkey)){without_rowid}""",
+    """create table if not exists reservation_orders (
+        order_key bigint not null, order_day varchar(10) not null,
+        primary key (order_key)){without_rowid}""",
     """create table if not exists reservations (
         order_key bigint not null, line_number integer not null, order_day varchar(10) not null,
         partkey bigint not null, suppkey bigint not null, quantity integer not null,
         status varchar(12) not null,
         primary key (order_day, order_key, line_number)){without_rowid}""",
-    "create unique index if not exists reservations_by_key on reservations (order_key, line_number)",
     # A supplier's monthly delivery: how many of its (part, supplier) pairs it topped up, and
     # the units. Each pair's top-up is applied once (stock.restocked_month), so these add up.
     """create table if not exists supplier_restocks (
@@ -74,8 +78,12 @@ UPGRADES = (
         copy=(
             "insert into stock select partkey, suppkey, base_level, available, restocked_month"
             " from stock_old",
-            "insert into reservations select order_key, line_number, order_day, partkey, suppkey,"
-            " quantity, status from reservations_old",
+            # An order's lines go under its first day (version 1 did not pin orders to a day).
+            "insert into reservation_orders select order_key, min(order_day)"
+            " from reservations_old group by order_key",
+            "insert into reservations select r.order_key, r.line_number, o.order_day, r.partkey,"
+            " r.suppkey, r.quantity, r.status from reservations_old r"
+            " join reservation_orders o on o.order_key = r.order_key",
             "insert into supplier_restocks select suppkey, month, count(*), sum(quantity)"
             " from restocks_old group by suppkey, month",
         ),
@@ -233,9 +241,12 @@ class SqlInventory(InventoryResource):
             _load_keys(conn, [(order, line, 0, 0) for order, line in sorted(set(keys))])
             rows = conn.execute(
                 sa.text(
-                    "select r.order_key, r.line_number, r.partkey, r.suppkey, r.quantity "
-                    "from reservations r join request_keys k on k.order_key = r.order_key "
-                    "and k.line_number = r.line_number where r.status = :st"
+                    "select r.order_day, r.order_key, r.line_number, r.partkey, r.suppkey,"
+                    " r.quantity from request_keys k"
+                    " join reservation_orders o on o.order_key = k.order_key"
+                    " join reservations r on r.order_day = o.order_day"
+                    " and r.order_key = k.order_key and r.line_number = k.line_number"
+                    " where r.status = :st"
                 ),
                 {"st": RESERVED},
             ).fetchall()
@@ -243,16 +254,16 @@ class SqlInventory(InventoryResource):
                 conn.execute(
                     sa.text(
                         "update reservations set status = :st "
-                        "where order_key = :o and line_number = :l"
+                        "where order_day = :d and order_key = :o and line_number = :l"
                     ),
-                    [{"st": RELEASED, "o": row[0], "l": row[1]} for row in rows],
+                    [{"st": RELEASED, "d": row[0], "o": row[1], "l": row[2]} for row in rows],
                 )
                 conn.execute(
                     sa.text(
                         "update stock set available = available + :q "
                         "where partkey = :p and suppkey = :s"
                     ),
-                    [{"q": row[4], "p": row[2], "s": row[3]} for row in rows],
+                    [{"q": row[5], "p": row[3], "s": row[4]} for row in rows],
                 )
             conn.exec_driver_sql("drop table request_keys")
             return len(rows)
@@ -324,7 +335,8 @@ def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarra
         decisions[is_known] = np.where(status[is_known] == RELEASED, RESERVED, status[is_known])
     new = first & ~is_known
     if new.any():
-        decisions[new] = _decide(conn, frame[new].reset_index(drop=True), exact)
+        lines = _register_orders(conn, frame[new].reset_index(drop=True), known, exact)
+        decisions[new] = _decide(conn, lines, exact)
     repeats = ~first & ~is_known
     if repeats.any():
         # The same key again in one batch gets the decision of its first occurrence.
@@ -343,20 +355,73 @@ def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFram
         )
         rows = fetch_all(
             conn,
-            "select r.order_key, r.line_number, r.status from reservations r "
-            "join request_keys k on k.order_key = r.order_key and k.line_number = r.line_number",
+            "select r.order_key, r.line_number, r.order_day, r.status from request_keys k "
+            "join reservation_orders o on o.order_key = k.order_key "
+            "join reservations r on r.order_day = o.order_day and r.order_key = k.order_key "
+            "and r.line_number = k.line_number",
         )
         conn.exec_driver_sql("drop table request_keys")
     else:
-        # Keys are decided under their order day, so the days' rows hold every repeat; a key
-        # stored under another day makes the insert below come up short, and it is redone exactly.
+        # Orders are kept under their order day, so the days' rows hold every repeat; an order
+        # kept under another day is caught when it is registered, and the batch redone exactly.
         rows = fetch_all(
             conn,
-            "select order_key, line_number, status from reservations "
+            "select order_key, line_number, order_day, status from reservations "
             "where order_day >= ? and order_day <= ?",
             (frame["order_day"].min(), frame["order_day"].max()),
         )
-    return pd.DataFrame.from_records(rows, columns=["order_key", "line_number", "status"])
+    return pd.DataFrame.from_records(
+        rows, columns=["order_key", "line_number", "order_day", "status"]
+    )
+
+
+def _register_orders(
+    conn: sa.Connection, lines: pd.DataFrame, known: pd.DataFrame, exact: bool
+) -> pd.DataFrame:
+    """Pin the orders of lines never asked before to their day; return the lines with that day.
+
+    An order asked before keeps the day it was first asked under (its lines stay together);
+    a new order is registered under the day of its first line in the batch.
+    """
+    orders = lines.drop_duplicates("order_key")[["order_key", "order_day"]]
+    if exact:
+        conn.exec_driver_sql(
+            "create temporary table if not exists request_orders (order_key bigint)"
+        )
+        conn.exec_driver_sql("delete from request_orders")
+        execute_many(
+            conn,
+            "insert into request_orders values (?)",
+            zip(orders["order_key"].tolist()),
+        )
+        pinned = fetch_all(
+            conn,
+            "select o.order_key, o.order_day from request_orders r "
+            "join reservation_orders o on o.order_key = r.order_key",
+        )
+        conn.exec_driver_sql("drop table request_orders")
+        day_of = dict(pinned)
+        fresh = orders[~orders["order_key"].isin(list(day_of))]
+        day_of.update(zip(fresh["order_key"].tolist(), fresh["order_day"].tolist(), strict=True))
+        lines = lines.assign(order_day=lines["order_key"].map(day_of))
+    else:
+        pinned = known.drop_duplicates("order_key").set_index("order_key")["order_day"]
+        asked = orders.set_index("order_key")["order_day"]
+        seen = asked.index.isin(pinned.index)
+        mixed = len(orders) != lines[["order_key", "order_day"]].drop_duplicates().shape[0]
+        if mixed or (asked[seen] != pinned.reindex(asked.index[seen])).any():
+            raise StoredElsewhere  # an order's lines under two days: settled exactly
+        fresh = orders[~seen]
+    # New orders sorted by key: a backfill's registrations are appended, not scattered.
+    fresh = fresh.sort_values("order_key")
+    inserted = execute_many(
+        conn,
+        "insert into reservation_orders (order_key, order_day) values (?, ?) "
+        "on conflict do nothing",
+        zip(fresh["order_key"].tolist(), fresh["order_day"].tolist(), strict=True),
+    )
+    check_inserted(SYSTEM, "orders", inserted, len(fresh), exact)
+    return lines
 
 
 def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
