@@ -307,6 +307,31 @@ def test_a_batch_mixing_repeats_and_new_lines_decides_only_the_new_ones(tmp_path
     assert count(tmp_path, "reservations") == 3
 
 
+
+def test_an_order_asked_under_another_day_keeps_its_first_day_and_decisions(tmp_path, stocked):
+    """Its known line is found, its new line joins the others under the order's first day."""
+    first = stocked.reserve([line(1, 1, 4, "2021-01-05")])
+    later = stocked.reserve(
+        [line(1, 1, 9, "2021-03-09"), line(1, 2, 3, "2021-03-09"), line(2, 1, 2, "2021-03-09")]
+    )
+    assert statuses(later) == [(1, 1, RESERVED), (1, 2, RESERVED), (2, 1, RESERVED)]
+    assert later[0] == first[0]
+    # January: 10 − 4 − 3 (line 1:2 counts in its order's month); March tops up to 10, then − 2.
+    assert available(stocked) == 8
+    assert rows(tmp_path, "select order_key, line_number, order_day from reservations") == [
+        (1, 1, "2021-01-05"),
+        (1, 2, "2021-01-05"),
+        (2, 1, "2021-03-09"),
+    ]
+    assert rows(tmp_path, "select * from reservation_orders order by 1") == [
+        (1, "2021-01-05"),
+        (2, "2021-03-09"),
+    ]
+    # Asked a third time, nothing changes.
+    before = snapshot(tmp_path, stocked)
+    assert stocked.reserve([line(1, 2, 1, "2021-04-01")]) == [later[1]]
+    assert snapshot(tmp_path, stocked) == before
+
 def test_an_empty_batch_is_a_no_op(tmp_path, stocked):
     before = snapshot(tmp_path, stocked)
     assert stocked.reserve([]) == []
