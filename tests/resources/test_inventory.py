@@ -307,7 +307,6 @@ def test_a_batch_mixing_repeats_and_new_lines_decides_only_the_new_ones(tmp_path
     assert count(tmp_path, "reservations") == 3
 
 
-
 def test_an_order_asked_under_another_day_keeps_its_first_day_and_decisions(tmp_path, stocked):
     """Its known line is found, its new line joins the others under the order's first day."""
     first = stocked.reserve([line(1, 1, 4, "2021-01-05")])
@@ -331,6 +330,7 @@ def test_an_order_asked_under_another_day_keeps_its_first_day_and_decisions(tmp_
     before = snapshot(tmp_path, stocked)
     assert stocked.reserve([line(1, 2, 1, "2021-04-01")]) == [later[1]]
     assert snapshot(tmp_path, stocked) == before
+
 
 def test_an_empty_batch_is_a_no_op(tmp_path, stocked):
     before = snapshot(tmp_path, stocked)
