@@ -25,6 +25,7 @@ from resources.sql import (
     execute_many,
     fault_state_file,
     fetch_all,
+    load_temp_table,
     read_connection,
     system_url,
     write_known_by_day,
@@ -200,11 +201,7 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
     entries = lines.drop_duplicates("entry_key")
     keys = entries["entry_key"]
     if exact:
-        conn.exec_driver_sql(
-            "create temporary table if not exists entry_keys (entry_key varchar(64))"
-        )
-        conn.exec_driver_sql("delete from entry_keys")
-        execute_many(conn, "insert into entry_keys values (?)", [(k,) for k in keys.tolist()])
+        load_temp_table(conn, "entry_keys", "entry_key varchar(64)", zip(keys.tolist()))
         posted = fetch_all(
             conn,
             "select j.entry_key from journal_entries j join entry_keys k on k.entry_key = j.entry_key",

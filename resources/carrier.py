@@ -29,6 +29,7 @@ from resources.sql import (
     execute_many,
     fault_state_file,
     fetch_all,
+    load_temp_table,
     read_connection,
     system_url,
     write_known_by_day,
@@ -454,14 +455,8 @@ def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.Da
     if not len(orders):
         found, found_lines = [], []
     elif exact:
-        conn.exec_driver_sql(
-            "create temporary table if not exists request_orders (order_key bigint)"
-        )
-        conn.exec_driver_sql("delete from request_orders")
-        execute_many(
-            conn,
-            "insert into request_orders values (?)",
-            [(k,) for k in orders["order_key"].tolist()],
+        load_temp_table(
+            conn, "request_orders", "order_key bigint", zip(orders["order_key"].tolist())
         )
         found = fetch_all(conn, answer_sql + "join request_orders r on r.order_key = s.order_key")
         found_lines = fetch_all(

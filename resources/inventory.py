@@ -35,6 +35,7 @@ from resources.sql import (
     execute_many,
     fault_state_file,
     fetch_all,
+    load_temp_table,
     read_connection,
     system_url,
     write_known_by_day,
@@ -385,14 +386,8 @@ def _register_orders(
     """
     orders = lines.drop_duplicates("order_key")[["order_key", "order_day"]]
     if exact:
-        conn.exec_driver_sql(
-            "create temporary table if not exists request_orders (order_key bigint)"
-        )
-        conn.exec_driver_sql("delete from request_orders")
-        execute_many(
-            conn,
-            "insert into request_orders values (?)",
-            zip(orders["order_key"].tolist()),
+        load_temp_table(
+            conn, "request_orders", "order_key bigint", zip(orders["order_key"].tolist())
         )
         pinned = fetch_all(
             conn,
@@ -637,9 +632,9 @@ def _stock_for(conn: sa.Connection, pairs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _load_keys(conn: sa.Connection, keys: Sequence[tuple[int, int, int, int]]) -> None:
-    conn.exec_driver_sql(
-        "create temporary table if not exists request_keys (order_key bigint, line_number integer,"
-        " partkey bigint, suppkey bigint)"
+    load_temp_table(
+        conn,
+        "request_keys",
+        "order_key bigint, line_number integer, partkey bigint, suppkey bigint",
+        keys,
     )
-    conn.exec_driver_sql("delete from request_keys")
-    execute_many(conn, "insert into request_keys values (?, ?, ?, ?)", keys)

@@ -236,6 +236,17 @@ def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
         cursor.close()
 
 
+def load_temp_table(conn: sa.Connection, table: str, columns: str, rows: Iterable[tuple]) -> None:
+    """Fill a temporary table (emptied first) with the keys a request asks about, to join on.
+
+    `table` and `columns` (e.g. "order_key bigint") are identifiers from code, never from data.
+    """
+    conn.exec_driver_sql(f"create temporary table if not exists {table} ({columns})")
+    conn.exec_driver_sql(f"delete from {table}")  # noqa: S608 - identifier from code
+    marks = ", ".join("?" * (columns.count(",") + 1))
+    execute_many(conn, f"insert into {table} values ({marks})", rows)  # noqa: S608
+
+
 def fetch_all(conn: sa.Connection, sql: str, params: tuple = ()) -> list[tuple]:
     """All rows of a query with positional parameters, straight through the driver."""
     return [tuple(row) for row in conn.exec_driver_sql(_driver_sql(conn, sql), params)]
