@@ -1,42 +1,103 @@
 """Databases created by an earlier layout (version 1) are upgraded in place, losing nothing.
 
-Each test writes a version-1 database the way the earlier code did, with `sqlite3`, then uses the
-current resource on it: the first answers stay the first answers, and nothing is stored twice.
+Each test writes a version-1 database the way the earlier code did (on SQLite, and on the
+session's throwaway PostgreSQL server), then uses the current resource on it: the first answers
+stay the first answers, and nothing is stored twice.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
-from pathlib import Path
+from dataclasses import dataclass
+
+import pytest
 
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.inventory import BACKORDERED, RESERVED, ReservationRequest, SqlInventory
 from resources.sql import sqlite_url
+from tests.postgres import new_database
 
 DAY = "2021-02-03"
 
 
-def create_v1(path: Path, statements: list[str], rows: dict[str, list[tuple]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path)) as con, con:
+@dataclass
+class Database:
+    url: str
+    run: Callable[[str, list[tuple]], None]  # one statement, once per row of parameters
+    query: Callable[[str], list[tuple]]
+    names: Callable[[], set[str]]  # its tables and indexes
+
+    def create_v1(self, statements: list[str], rows: dict[str, list[tuple]]) -> None:
         for statement in statements:
-            con.execute(statement)
+            self.run(statement, [()])
         for table, values in rows.items():
-            marks = ", ".join("?" * len(values[0]))
-            con.executemany(f"insert into {table} values ({marks})", values)
+            self.run(f"insert into {table} values ({', '.join('?' * len(values[0]))})", values)
 
 
-def query(path: Path, sql: str) -> list[tuple]:
-    with closing(sqlite3.connect(path)) as con:
-        return con.execute(sql).fetchall()
+def _sqlite(tmp_path) -> Database:
+    path = tmp_path / "system.sqlite"
+
+    def run(sql: str, rows: list[tuple]) -> None:
+        with closing(sqlite3.connect(path)) as con, con:
+            con.executemany(sql, rows)
+
+    def query(sql: str) -> list[tuple]:
+        with closing(sqlite3.connect(path)) as con:
+            return con.execute(sql).fetchall()
+
+    def names() -> set[str]:
+        return {name for (name,) in query("select name from sqlite_master")}
+
+    return Database(sqlite_url(path), run, query, names)
 
 
-def test_inventory_v1_keeps_its_decisions_and_restocks(tmp_path):
-    path = tmp_path / "inventory.sqlite"
-    create_v1(
-        path,
+def _postgres(server) -> Database:
+    name = new_database(server, "upgrade")
+
+    def run(sql: str, rows: list[tuple]) -> None:
+        connection = server.connect(name)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.executemany(sql.replace("?", "%s"), rows)
+        finally:
+            connection.close()
+
+    def query(sql: str) -> list[tuple]:
+        connection = server.connect(name)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
+    def names() -> set[str]:
+        return {
+            n
+            for (n,) in query(
+                "select relname from pg_class c join pg_namespace s "
+                "on s.oid = c.relnamespace where s.nspname = 'public'"
+            )
+        }
+
+    url = (
+        f"postgresql+psycopg2://{server.user}:{server.password}@{server.host}:{server.port}/{name}"
+    )
+    return Database(url, run, query, names)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> Database:
+    if request.param == "sqlite":
+        return _sqlite(tmp_path)
+    return _postgres(request.getfixturevalue("postgres_server"))
+
+
+def test_inventory_v1_keeps_its_decisions_and_restocks(database):
+    database.create_v1(
         [
             """create table stock (partkey bigint not null, suppkey bigint not null,
             base_level integer not null, available integer not null,
@@ -56,25 +117,27 @@ def test_inventory_v1_keeps_its_decisions_and_restocks(tmp_path):
             "restocks": [(1, 7, 202102, 6), (2, 7, 202102, 3), (2, 7, 202101, 1)],
         },
     )
-    inventory = SqlInventory(url=sqlite_url(path))
+    inventory = SqlInventory(url=database.url)
     again = inventory.reserve([ReservationRequest(5, 1, DAY, 1, 7, 1)])
     fresh = inventory.reserve([ReservationRequest(6, 1, DAY, 1, 7, 3)])
     assert [r.status for r in again + fresh] == [RESERVED, BACKORDERED]
     assert inventory.stock_levels() == [(1, 7, 10, 2), (2, 7, 10, 10)]
-    assert query(path, "select * from supplier_restocks order by month") == [
+    assert database.query("select * from supplier_restocks order by month") == [
         (7, 202101, 1, 1),
         (7, 202102, 2, 9),
     ]
-    assert query(path, "select count(*) from reservations") == [(3,)]
-    assert query(path, "select system, version from schema_versions") == [("inventory", 2)]
-    tables = {name for (name,) in query(path, "select name from sqlite_master")}
-    assert not tables & {"restocks", "reservations_old", "stock_old", "reservations_by_day"}
+    assert database.query("select count(*) from reservations") == [(3,)]
+    assert database.query("select system, version from schema_versions") == [("inventory", 2)]
+    assert not database.names() & {
+        "restocks",
+        "reservations_old",
+        "stock_old",
+        "reservations_by_day",
+    }
 
 
-def test_carrier_v1_keeps_its_answers_and_lines(tmp_path):
-    path = tmp_path / "carrier.sqlite"
-    create_v1(
-        path,
+def test_carrier_v1_keeps_its_answers_and_lines(database):
+    database.create_v1(
         [
             """create table shipments (order_key bigint primary key, order_day varchar(10) not null,
             destination varchar(64) not null, status varchar(12) not null,
@@ -92,7 +155,7 @@ def test_carrier_v1_keeps_its_answers_and_lines(tmp_path):
             ],
         },
     )
-    carrier = LocalCarrier(url=sqlite_url(path))
+    carrier = LocalCarrier(url=database.url)
     request = ShipmentRequest(9, DAY, "FRANCE", (ShipmentLine(1, 4, "AIR"),))
     [answer] = carrier.create_shipments([request])
     assert (answer.status, answer.tracking_number) == ("shipped", "OF000000000009")
@@ -100,15 +163,13 @@ def test_carrier_v1_keeps_its_answers_and_lines(tmp_path):
         (1, "2021-02-04", "2021-02-06"),
         (2, "2021-02-04", "2021-02-10"),
     ]
-    assert query(path, "select order_day, count(*) from shipment_lines group by 1") == [(DAY, 2)]
+    assert database.query("select order_day, count(*) from shipment_lines group by 1") == [(DAY, 2)]
     assert carrier.shipments_by_day(DAY, "2021-02-04") == {DAY: {"shipped": 1}}
-    assert query(path, "select system, version from schema_versions") == [("carrier", 2)]
+    assert database.query("select system, version from schema_versions") == [("carrier", 2)]
 
 
-def test_accounting_v1_keeps_its_entries(tmp_path):
-    path = tmp_path / "accounting.sqlite"
-    create_v1(
-        path,
+def test_accounting_v1_keeps_its_entries(database):
+    database.create_v1(
         [
             """create table journal_entries (entry_key varchar(64) primary key,
             entry_day varchar(10) not null, kind varchar(32) not null, order_key bigint not null)""",
@@ -127,7 +188,7 @@ def test_accounting_v1_keeps_its_entries(tmp_path):
             ],
         },
     )
-    accounting = SqlAccounting(url=sqlite_url(path))
+    accounting = SqlAccounting(url=database.url)
     repeat = JournalEntry(
         "invoice:9",
         DAY,
@@ -141,5 +202,5 @@ def test_accounting_v1_keeps_its_entries(tmp_path):
         (DAY, "revenue"): (0, 100),
         (DAY, "tax_payable"): (0, 10),
     }
-    assert query(path, "select count(*) from journal_lines") == [(3,)]
-    assert query(path, "select system, version from schema_versions") == [("accounting", 2)]
+    assert database.query("select count(*) from journal_lines") == [(3,)]
+    assert database.query("select system, version from schema_versions") == [("accounting", 2)]
