@@ -394,14 +394,10 @@ class CarrierBook:
                 strict=True,
             ),
         )
-        position = pd.Series(np.arange(len(orders)), index=orders["order_key"].to_numpy())
-        answers = pd.concat([known, answered], ignore_index=True)
-        answers = answers.iloc[np.argsort(position[answers["order_key"]].to_numpy(), kind="stable")]
+        order_index = pd.Index(orders["order_key"])
+        answers = _in_order(pd.concat([known, answered], ignore_index=True), order_index)
         all_lines = pd.concat([known_lines, new_lines[known_lines.columns]], ignore_index=True)
-        all_lines = all_lines.iloc[
-            np.argsort(position[all_lines["order_key"]].to_numpy(), kind="stable")
-        ]
-        return answers.reset_index(drop=True), all_lines.reset_index(drop=True)
+        return answers, _in_order(all_lines, order_index)
 
     def _refusals(self, orders: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
         """Why the carrier refuses each new order (None: it ships)."""
@@ -439,6 +435,15 @@ class CarrierBook:
         for day, status, count in rows:
             summary.setdefault(day, {})[status] = count
         return summary
+
+
+def _in_order(frame: pd.DataFrame, orders: pd.Index) -> pd.DataFrame:
+    """Rows grouped by order, orders as in `orders`, rows of an order in their current order."""
+    position = orders.get_indexer(frame["order_key"])
+    if len(position) and (position[1:] < position[:-1]).any():
+        frame = frame.iloc[np.argsort(position, kind="stable")]
+    # A backfill's answers are new and already in request order: no sort, no copy.
+    return frame.reset_index(drop=True)
 
 
 def _text(value) -> str | None:

@@ -325,7 +325,7 @@ def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarra
     """Decisions for every row: known keys keep theirs, new keys are decided and stored."""
     size = len(frame)
     keys = ["order_key", "line_number"]
-    first = ~frame.duplicated(keys).to_numpy()
+    first = ~_duplicated(frame["order_key"], frame["line_number"])
     decisions = np.empty(size, dtype=object)
     known = _known(conn, frame, exact)
     is_known = np.zeros(size, dtype=bool)
@@ -429,24 +429,21 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     after a release) are decided line by line.
     """
     size = len(new)
-    stock = _stock_for(conn, new[["partkey", "suppkey"]].drop_duplicates())
-    located = new[["partkey", "suppkey"]].merge(
-        stock[["partkey", "suppkey"]].reset_index(names="pair"),
-        how="left",
-        on=["partkey", "suppkey"],
-    )
-    if located["pair"].isna().any():
+    pairs = new[["partkey", "suppkey"]]
+    stock = _stock_for(conn, pairs[~_duplicated(pairs["partkey"], pairs["suppkey"])])
+    located = _positions(stock["partkey"], stock["suppkey"], pairs["partkey"], pairs["suppkey"])
+    if (located < 0).any():
         if not exact:
             raise StoredElsewhere  # the line may have been decided before, under another day
-        missing = new[located["pair"].isna().to_numpy()].iloc[0]
+        missing = new[located < 0].iloc[0]
         raise SystemRefused(
             f"inventory has no stock record for part {missing.partkey} supplier "
             f"{missing.suppkey}: materialise fulfillment/inventory_stock first"
         )
     codes, days = pd.factorize(new["order_day"])
     month_of_day = np.array([int(day[:4]) * 100 + int(day[5:7]) for day in days], dtype=np.int64)
-    order = np.lexsort((np.arange(size), located["pair"].to_numpy(dtype=np.int64)))
-    pair = located["pair"].to_numpy(dtype=np.int64)[order]
+    order = np.argsort(located, kind="stable")  # by pair, then request order
+    pair = located[order]
     month = month_of_day[codes][order]
     quantity = new["quantity"].to_numpy(dtype=np.int64)[order]
     base_of = stock["base_level"].to_numpy(dtype=np.int64)
@@ -572,6 +569,34 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
         ),
     )
     return in_request_order
+
+
+def _packed(high: pd.Series, low: pd.Series) -> np.ndarray | None:
+    """Two non-negative integer keys as one int64, or None when they do not fit in 63 bits.
+
+    Hashing one column is several times faster than hashing two (6 M lines per backfill).
+    """
+    a, b = high.to_numpy(dtype=np.int64), low.to_numpy(dtype=np.int64)
+    if not len(a) or min(a.min(), b.min()) < 0 or a.max() >= 1 << 40 or b.max() >= 1 << 23:
+        return None
+    return (a << 23) | b
+
+
+def _duplicated(high: pd.Series, low: pd.Series) -> np.ndarray:
+    """Whether each (high, low) pair appeared earlier in the columns."""
+    packed = _packed(high, low)
+    if packed is None:
+        return pd.DataFrame({"a": high, "b": low}).duplicated().to_numpy()
+    return pd.Series(packed).duplicated().to_numpy()
+
+
+def _positions(known_a: pd.Series, known_b: pd.Series, a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Row of each (a, b) among the unique (known_a, known_b) pairs, -1 where it is not there."""
+    packed, wanted = _packed(known_a, known_b), _packed(a, b)
+    if packed is not None and wanted is not None:
+        return pd.Index(packed).get_indexer(wanted)
+    index = pd.MultiIndex.from_arrays([known_a.to_numpy(), known_b.to_numpy()])
+    return index.get_indexer(pd.MultiIndex.from_arrays([a.to_numpy(), b.to_numpy()]))
 
 
 def _decide_one_by_one(rows, pair, month, quantity, levels, status, restocks):

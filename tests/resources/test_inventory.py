@@ -606,3 +606,18 @@ def test_two_processes_reserving_the_same_lines_agree(tmp_path):
     assert sum(1 for *_, status in answers[0] if status == RESERVED) == 3
     assert count(tmp_path, "reservations") == 8
     assert system.stock_levels() == [(PART, SUPP, 10, 1)]
+
+
+def test_key_helpers_agree_on_packed_and_wide_keys():
+    """Keys that fit in one int64 and keys too wide for it give the same answers."""
+    import pandas as pd
+
+    from resources.inventory import _duplicated, _positions
+
+    for scale in (1, 1 << 50):
+        high = pd.Series([3, 1, 3, 2, 1]) * scale
+        low = pd.Series([7, 7, 7, 9, 8])
+        assert _duplicated(high, low).tolist() == [False, False, True, False, False]
+        known_high, known_low = pd.Series([1, 3, 2]) * scale, pd.Series([7, 7, 9])
+        wanted_high, wanted_low = pd.Series([2, 5, 1]) * scale, pd.Series([9, 7, 7])
+        assert _positions(known_high, known_low, wanted_high, wanted_low).tolist() == [2, -1, 0]

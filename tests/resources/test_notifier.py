@@ -18,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import REJECTED, SENT, MaildirNotifier, Message, file_name, message_id
 from resources.notifier_smtp import SmtpNotifier
@@ -72,6 +73,7 @@ def test_maildir_writes_one_parsable_file_per_message(tmp_path):
 
 def test_maildir_large_batch_written_by_threads_once_each(tmp_path):
     """Enough messages for the writer threads: every one lands once, whole, in its day folder."""
+    assert maildir.THREAD_THRESHOLD < 3_000
     outbox = tmp_path / "outbox"
     days = [f"2026-10-{day:02d}" for day in range(1, 31)]
     batch = [
