@@ -1,11 +1,13 @@
 """Accounting: every invoice and every credit note posted to the double-entry ledger, once.
 
-Entries, posted on the order's day, amounts in cents:
-- `invoice:<order>`        Dr receivable (total)  / Cr revenue (net), Cr tax_payable (tax)
-- `cost_of_goods:<order>`  Dr cost_of_goods       / Cr inventory (Σ ps_supplycost · quantity)
-- `credit_note:<order>`    the invoice reversed, for an order the carrier refused
-- `cost_reversal:<order>`  the cost of goods reversed (the goods are back in stock)
-The accounting system keeps each entry key once, so re-runs post nothing twice.
+One compound entry per document, posted on the order's day, amounts in cents:
+- `invoice:<order>`      Dr receivable (total) / Cr revenue (net), Cr tax_payable (tax), and the
+                         goods leaving stock: Dr cost_of_goods / Cr inventory (Σ ps_supplycost · qty)
+- `credit_note:<order>`  the invoice reversed, for an order the carrier refused (the goods are back
+                         in stock, so their cost is reversed with it)
+The accounting system keeps each entry key once, so re-runs post nothing twice. (Ledgers written
+before the sale and its cost shared one entry also hold `cost_of_goods:` and `cost_reversal:`
+entries; per day and account they add up to the same amounts.)
 """
 
 import time
@@ -35,55 +37,55 @@ from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
 
 LEDGER_POSTINGS_KEY = key("ledger_postings")
-# Journal lines per call (a multiple of 5: an invoice's and its cost entry's lines).
+# Journal lines per call (a multiple of 5: batches end on an entry's last line).
 POST_BATCH = 10_000_000
 FIX = "Check the accounting system's configuration (resource `accounting`), then re-run the step."
 
 
+# The lines of a sale's entry: (account, debit column, credit column) in the invoice's view.
+SALE_LINES = (
+    ("receivable", "total", None),
+    ("revenue", None, "net"),
+    ("tax_payable", None, "tax"),
+    ("cost_of_goods", "cost", None),
+    ("inventory", None, "cost"),
+)
+
+
 def _journal_lines(frame: pd.DataFrame, reverse: bool) -> pd.DataFrame:
-    """Journal lines of the revenue and cost entries for invoices, or their reversals for credit notes.
+    """Journal lines of the invoices' entries, or of their credit notes (the sides swapped).
 
     One row per line (LINE_COLUMNS of the accounting system), each entry's lines together and
     numbered from 1, entries in the frame's order.
     """
-    revenue_kind, cost_kind = (
-        ("credit_note", "cost_reversal") if reverse else ("invoice", "cost_of_goods")
+    kind = "credit_note" if reverse else "invoice"
+    count, width = len(frame), len(SALE_LINES)
+    zero = np.zeros(count, dtype=np.int64)
+
+    def amounts(side: int) -> np.ndarray:
+        columns = [
+            zero if spec[side] is None else frame[spec[side]].to_numpy(dtype=np.int64)
+            for spec in SALE_LINES
+        ]
+        return np.column_stack(columns).ravel() if count else np.zeros(0, dtype=np.int64)
+
+    debit, credit = amounts(1), amounts(2)
+    if reverse:
+        debit, credit = credit, debit
+    orders = frame["o_orderkey"].to_numpy(dtype=np.int64)
+    keys = (kind + ":" + frame["o_orderkey"].astype("int64").astype(str)).to_numpy(dtype=object)
+    return pd.DataFrame(
+        {
+            "entry_key": np.repeat(keys, width),
+            "line_number": np.tile(np.arange(1, width + 1), count),
+            "order_key": np.repeat(orders, width),
+            "entry_day": np.repeat(frame["day"].to_numpy(dtype=object), width),
+            "kind": kind,
+            "account": np.tile(np.array([spec[0] for spec in SALE_LINES], dtype=object), count),
+            "debit_cents": debit,
+            "credit_cents": credit,
+        }
     )
-    zero = np.zeros(len(frame), dtype=np.int64)
-    money = {c: frame[c].to_numpy(dtype=np.int64) for c in ("net", "tax", "total", "cost")}
-    # (kind, line number, account, debit, credit) of the invoice's view; a reversal swaps sides.
-    specs = (
-        (revenue_kind, 1, "receivable", money["total"], zero),
-        (revenue_kind, 2, "revenue", zero, money["net"]),
-        (revenue_kind, 3, "tax_payable", zero, money["tax"]),
-        (cost_kind, 1, "cost_of_goods", money["cost"], zero),
-        (cost_kind, 2, "inventory", zero, money["cost"]),
-    )
-    orders = frame["o_orderkey"].astype("int64")
-    order_text = orders.astype(str)
-    parts = []
-    for rank, (kind, number, account, debit, credit) in enumerate(specs):
-        if reverse:
-            debit, credit = credit, debit
-        parts.append(
-            pd.DataFrame(
-                {
-                    "entry_key": kind + ":" + order_text,
-                    "line_number": number,
-                    "order_key": orders,
-                    "entry_day": frame["day"],
-                    "kind": kind,
-                    "account": account,
-                    "debit_cents": debit,
-                    "credit_cents": credit,
-                    "position": np.arange(len(frame)),
-                    "rank": rank,
-                }
-            )
-        )
-    lines = pd.concat(parts, ignore_index=True)
-    lines = lines.iloc[np.lexsort((lines["rank"].to_numpy(), lines["position"].to_numpy()))]
-    return lines.drop(columns=["position", "rank"]).reset_index(drop=True)
 
 
 @dg.asset(
@@ -150,7 +152,7 @@ def ledger_postings(
     posted = 0
     with calling(context, "accounting", FIX):
         for begin in range(0, len(lines), POST_BATCH):
-            # Batches end on an entry boundary: every entry has 3 or 2 lines, in that order.
+            # Batches end on an entry boundary: every entry has 5 lines.
             posted += accounting.post_frame(lines[begin : begin + POST_BATCH])
         system_totals = accounting.day_totals(start.isoformat(), end.isoformat())
     seconds = time.perf_counter() - started

@@ -92,7 +92,7 @@ LEDGER_POSTINGS: Columns = (
     ("line_number", "INTEGER", "Line within the entry."),
     ("o_orderkey", "BIGINT", "Order the entry is about."),
     ("o_orderdate", "DATE", "Day the entry is posted on: the order's date (the partition)."),
-    ("kind", "VARCHAR", "invoice, cost_of_goods, credit_note or cost_reversal."),
+    ("kind", "VARCHAR", "invoice or credit_note (a sale with its cost, or its reversal)."),
     ("account", "VARCHAR", "receivable, revenue, tax_payable, cost_of_goods or inventory."),
     ("debit_cents", "BIGINT", "Debit in cents."),
     ("credit_cents", "BIGINT", "Credit in cents."),
