@@ -403,7 +403,8 @@ def _register_orders(
         pinned = known.drop_duplicates("order_key").set_index("order_key")["order_day"]
         asked = orders.set_index("order_key")["order_day"]
         seen = asked.index.isin(pinned.index)
-        mixed = len(orders) != lines[["order_key", "order_day"]].drop_duplicates().shape[0]
+        days = pd.Series(pd.factorize(lines["order_day"])[0])
+        mixed = len(orders) != int((~_duplicated(lines["order_key"], days)).sum())
         if mixed or (asked[seen] != pinned.reindex(asked.index[seen])).any():
             raise StoredElsewhere  # an order's lines under two days: settled exactly
         fresh = orders[~seen]

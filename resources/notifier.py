@@ -146,8 +146,7 @@ class MaildirNotifier(NotifierResource):
     faults: FaultInjection = FaultInjection()
 
     def _folder(self, message: Message) -> Path:
-        name = ADMIN_FOLDER if message.kind == "admin_alert" else message.day
-        return self._root() / f".{name}"
+        return self._root() / f".{_folder_name(message)}"
 
     def _root(self) -> Path:
         from orchestration_defs import settings
@@ -179,7 +178,7 @@ class MaildirNotifier(NotifierResource):
                     )
                 )
                 continue
-            folder_name = ADMIN_FOLDER if message.kind == "admin_alert" else message.day
+            folder_name = _folder_name(message)
             folder = folders.get(folder_name)
             if folder is None:
                 path = root / f".{folder_name}"
@@ -191,6 +190,11 @@ class MaildirNotifier(NotifierResource):
             deliveries.append(Delivery(message.key, f"<{digest}@orderflow>", SENT))
         maildir.deliver(pending, self.sender, self.writers)
         return deliveries
+
+
+def _folder_name(message: Message) -> str:
+    """The Maildir++ folder of a message: its business day, or the admins' folder."""
+    return ADMIN_FOLDER if message.kind == "admin_alert" else message.day
 
 
 def _delivered(folder: Path) -> set[str]:

@@ -194,16 +194,14 @@ def create_schema(
                 conn.exec_driver_sql(statement)
             for table in upgrade.tables:
                 conn.exec_driver_sql(f"drop table {table}_old")
-        if found:
-            conn.exec_driver_sql(
-                _driver_sql(conn, "update schema_versions set version = ? where system = ?"),
-                (version, system),
-            )
-        else:
-            conn.exec_driver_sql(
-                _driver_sql(conn, "insert into schema_versions (system, version) values (?, ?)"),
-                (system, version),
-            )
+        conn.exec_driver_sql(
+            _driver_sql(
+                conn,
+                "insert into schema_versions (system, version) values (?, ?) "
+                "on conflict (system) do update set version = excluded.version",
+            ),
+            (system, version),
+        )
     _schemas_ready.add(marker)
 
 

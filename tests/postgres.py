@@ -43,6 +43,20 @@ class PostgresServer:
             host=self.host, port=self.port, user=self.user, password=self.password, dbname=dbname
         )
 
+    def url(self, dbname: str) -> str:
+        """The SQLAlchemy URL of one of the server's databases."""
+        return f"postgresql+psycopg2://{self.user}:{self.password}@{self.host}:{self.port}/{dbname}"
+
+    def query(self, dbname: str, sql: str) -> list[tuple]:
+        """All rows of one query on one of the server's databases."""
+        connection = self.connect(dbname)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall()
+        finally:
+            connection.close()
+
 
 def server_binaries() -> Path:
     """The newest installed server's bin directory."""

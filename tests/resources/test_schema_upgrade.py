@@ -66,13 +66,7 @@ def _postgres(server) -> Database:
             connection.close()
 
     def query(sql: str) -> list[tuple]:
-        connection = server.connect(name)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-                return cursor.fetchall()
-        finally:
-            connection.close()
+        return server.query(name, sql)
 
     def names() -> set[str]:
         return {
@@ -83,10 +77,7 @@ def _postgres(server) -> Database:
             )
         }
 
-    url = (
-        f"postgresql+psycopg2://{server.user}:{server.password}@{server.host}:{server.port}/{name}"
-    )
-    return Database(url, run, query, names)
+    return Database(server.url(name), run, query, names)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

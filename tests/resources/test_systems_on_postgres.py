@@ -27,21 +27,11 @@ from tests.postgres import new_database
 def database(postgres_server):
     """A SQLAlchemy URL of a new database, and a function returning one query's rows."""
     name = new_database(postgres_server, "systems")
-    server = postgres_server
-    url = (
-        f"postgresql+psycopg2://{server.user}:{server.password}@{server.host}:{server.port}/{name}"
-    )
 
     def rows(sql: str) -> list[tuple]:
-        connection = server.connect(name)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql)
-                return cursor.fetchall()
-        finally:
-            connection.close()
+        return postgres_server.query(name, sql)
 
-    return url, rows
+    return postgres_server.url(name), rows
 
 
 def line(order, number, quantity, day, part=1, supp=1) -> ReservationRequest:
