@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     Upgrade,
+    add_to_totals,
     check_inserted,
     create_schema,
     engine_for,
@@ -27,6 +28,7 @@ from resources.sql import (
     fetch_all,
     load_temp_table,
     read_connection,
+    summed,
     system_url,
     write_known_by_day,
 )
@@ -57,8 +59,14 @@ SCHEMA = (
         entry_day varchar(10) not null, account varchar(32) not null,
         debit_cents bigint not null, credit_cents bigint not null,
         primary key (entry_day, entry_key, line_number)){without_rowid}""",
+    # The trial balance per day: each posting adds its lines here in the same transaction, so
+    # the reports and the reconciliation read 5 rows per day instead of millions of lines.
+    """create table if not exists journal_day_totals (
+        entry_day varchar(10) not null, account varchar(32) not null,
+        debit_cents bigint not null, credit_cents bigint not null,
+        primary key (entry_day, account)){without_rowid}""",
 )
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UPGRADES = (
     # Version 1 kept both tables in row order, with an index on the lines' day.
     Upgrade(
@@ -70,6 +78,16 @@ UPGRADES = (
             " from journal_entries_old",
             "insert into journal_lines select entry_key, line_number, entry_day, account,"
             " debit_cents, credit_cents from journal_lines_old",
+        ),
+    ),
+    # Version 2 kept no trial balance: it is summed from the lines once.
+    Upgrade(
+        version=3,
+        tables=(),
+        indexes=(),
+        copy=(
+            "insert into journal_day_totals select entry_day, account, sum(debit_cents),"
+            " sum(credit_cents) from journal_lines group by entry_day, account",
         ),
     ),
 )
@@ -147,9 +165,8 @@ class SqlAccounting(AccountingResource):
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(
                 sa.text(
-                    "select entry_day, account, sum(debit_cents), sum(credit_cents) "
-                    "from journal_lines where entry_day >= :a and entry_day < :b "
-                    "group by entry_day, account"
+                    "select entry_day, account, debit_cents, credit_cents "
+                    "from journal_day_totals where entry_day >= :a and entry_day < :b"
                 ),
                 {"a": start, "b": end},
             ).fetchall()
@@ -255,5 +272,12 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
             new_lines["credit_cents"].astype("int64").tolist(),
             strict=True,
         ),
+    )
+    add_to_totals(
+        conn,
+        "journal_day_totals",
+        ("entry_day", "account"),
+        ("debit_cents", "credit_cents"),
+        summed(new_lines, ("entry_day", "account"), ("debit_cents", "credit_cents")),
     )
     return len(new)

@@ -29,6 +29,7 @@ from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     StoredElsewhere,
     Upgrade,
+    add_to_totals,
     check_inserted,
     create_schema,
     engine_for,
@@ -37,6 +38,7 @@ from resources.sql import (
     fetch_all,
     load_temp_table,
     read_connection,
+    summed,
     system_url,
     write_known_by_day,
     write_transaction,
@@ -68,8 +70,13 @@ SCHEMA = (
     """create table if not exists supplier_restocks (
         suppkey bigint not null, month integer not null, pairs integer not null,
         quantity bigint not null, primary key (suppkey, month)){without_rowid}""",
+    # Lines and units per order day and status, kept with every reservation and release in the
+    # same transaction: what reconciliation reads, a few rows per day instead of millions.
+    """create table if not exists reservation_day_totals (
+        order_day varchar(10) not null, status varchar(12) not null, lines bigint not null,
+        quantity bigint not null, primary key (order_day, status)){without_rowid}""",
 )
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UPGRADES = (
     # Version 1 kept row tables with key indexes, and a restock row per (part, supplier, month).
     Upgrade(
@@ -89,7 +96,18 @@ UPGRADES = (
             " from restocks_old group by suppkey, month",
         ),
     ),
+    # Version 2 kept no day totals: they are counted from the reservations once.
+    Upgrade(
+        version=3,
+        tables=(),
+        indexes=(),
+        copy=(
+            "insert into reservation_day_totals select order_day, status, count(*), sum(quantity)"
+            " from reservations group by order_day, status",
+        ),
+    ),
 )
+DAY_TOTALS = ("reservation_day_totals", ("order_day", "status"), ("lines", "quantity"))
 
 
 @dataclass(frozen=True)
@@ -266,6 +284,25 @@ class SqlInventory(InventoryResource):
                     ),
                     [{"q": row[5], "p": row[3], "s": row[4]} for row in rows],
                 )
+                released = pd.DataFrame(
+                    {
+                        "order_day": [r[0] for r in rows],
+                        "lines": 1,
+                        "quantity": [r[5] for r in rows],
+                    }
+                )
+                # Each day's released lines move from its reserved total to its released one.
+                add_to_totals(
+                    conn,
+                    *DAY_TOTALS,
+                    [
+                        (day, status, sign * lines, sign * quantity)
+                        for day, lines, quantity in summed(
+                            released, DAY_TOTALS[1][:1], DAY_TOTALS[2]
+                        )
+                        for status, sign in ((RESERVED, -1), (RELEASED, 1))
+                    ],
+                )
             conn.exec_driver_sql("drop table request_keys")
             return len(rows)
 
@@ -275,8 +312,8 @@ class SqlInventory(InventoryResource):
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(
                 sa.text(
-                    "select order_day, status, count(*), sum(quantity) from reservations "
-                    "where order_day >= :a and order_day < :b group by order_day, status"
+                    "select order_day, status, lines, quantity from reservation_day_totals "
+                    "where order_day >= :a and order_day < :b and lines > 0"
                 ),
                 {"a": start, "b": end},
             ).fetchall()
@@ -544,6 +581,15 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
         ),
     )
     check_inserted(SYSTEM, "reservations", inserted, size, exact)
+    decided = pd.DataFrame(
+        {
+            "order_day": new["order_day"].to_numpy(),
+            "status": in_request_order,
+            "lines": 1,
+            "quantity": new["quantity"].to_numpy(),
+        }
+    )
+    add_to_totals(conn, *DAY_TOTALS, summed(decided, DAY_TOTALS[1], DAY_TOTALS[2]))
     execute_many(
         conn,
         "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",

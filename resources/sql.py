@@ -1,9 +1,10 @@
 """SQL plumbing shared by the systems kept in a relational database (inventory, carrier, ledger).
 
 The SQL is portable between SQLite (the local default) and PostgreSQL (a `postgresql://` URL): only
-`ON CONFLICT DO NOTHING`, plain types and bound parameters. Write transactions are serialised by the
-database itself (SQLite's `BEGIN IMMEDIATE`, a PostgreSQL table lock), so two overlapping runs
-cannot both decide on the same stock or post the same entry.
+`ON CONFLICT` (do nothing, or add to a total), plain types and bound parameters. Write
+transactions are serialised by the database itself (SQLite's `BEGIN IMMEDIATE`, a PostgreSQL
+table lock), so two overlapping runs cannot both decide on the same stock or post the same
+entry.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
@@ -232,6 +234,38 @@ def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
         ) from error
     finally:
         cursor.close()
+
+
+def add_to_totals(
+    conn: sa.Connection,
+    table: str,
+    keys: Sequence[str],
+    values: Sequence[str],
+    rows: Iterable[tuple],
+) -> None:
+    """Add each row's values to the totals row with its keys, in the caller's transaction.
+
+    A system keeps running totals (per day, say) beside its detail rows, in the same transaction
+    as those rows, so a report reads a few thousand rows instead of millions. `table`, `keys`
+    and `values` are identifiers from code, never from data.
+    """
+    columns = [*keys, *values]
+    added = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
+    execute_many(
+        conn,
+        f"insert into {table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))}) "  # noqa: S608
+        f"on conflict ({', '.join(keys)}) do update set {added}",
+        rows,
+    )
+
+
+def summed(frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> Iterator[tuple]:
+    """The frame's `values` summed per distinct `keys`: rows of (*keys, *sums) in Python types."""
+    if not len(frame):
+        return iter(())
+    totals = frame.groupby(list(keys), sort=False)[list(values)].sum().reset_index()
+    columns = [totals[c].astype("int64" if c in values else object).tolist() for c in totals]
+    return zip(*columns, strict=True)
 
 
 def load_temp_table(conn: sa.Connection, table: str, columns: str, rows: Iterable[tuple]) -> None:

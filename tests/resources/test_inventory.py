@@ -264,6 +264,15 @@ def test_random_batches_over_months_and_releases_match_the_line_by_line_rule(tmp
         for (supp, month), (pairs, quantity) in sorted(deliveries.items())
     ]
     assert any(status == BACKORDERED for status, _, _ in decided.values())
+    # The day totals kept beside the reservations agree with counting the reservations.
+    counted: dict[str, dict[str, tuple[int, int]]] = {}
+    for day, status, lines, quantity in rows(
+        tmp_path,
+        "select order_day, status, count(*), sum(quantity) from reservations group by 1, 2",
+    ):
+        counted.setdefault(day, {})[status] = (lines, quantity)
+    assert {RESERVED, BACKORDERED, RELEASED} <= {s for day in counted.values() for s in day}
+    assert system.reservations_by_day("2021-01-01", "2022-01-01") == counted
 
 
 # --- idempotency -------------------------------------------------------------------------------
