@@ -13,7 +13,6 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,9 +27,11 @@ SENT, REJECTED = "sent", "rejected"
 ADMIN_FOLDER = "admin"
 
 
-@dataclass(frozen=True)
-class Message:
+class Message(NamedTuple):
     """An e-mail to send; `key` is its idempotency key and `day` the business day it belongs to."""
+
+    # A tuple, like Delivery: a backfill builds 1.7 M of them, and a Maildir item is its fields
+    # after the file name and digest.
 
     key: str
     day: str
@@ -71,16 +72,7 @@ def render(message: Message, sender: str, digest: str | None = None) -> bytes:
 
 
 def _item(name: str, digest: str, message: Message) -> maildir.Item:
-    return (
-        name,
-        digest,
-        message.key,
-        message.day,
-        message.kind,
-        message.to,
-        message.subject,
-        message.body,
-    )
+    return (name, digest, *message)
 
 
 def post_webhook(url: str, subject: str, body: str, key: str, timeout: float = 10.0) -> None:

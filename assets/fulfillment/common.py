@@ -127,9 +127,17 @@ def calling(context: dg.AssetExecutionContext, system: str, fix: str) -> Iterato
         ) from error
 
 
+CUSTOMER_DOMAIN = "customers.orderflow.example"
+
+
 def customer_email(name: str) -> str:
     """The customer's e-mail address, derived from the TPC-H customer name."""
-    return f"{name.lower().replace('#', '')}@customers.orderflow.example"
+    return f"{name.lower().replace('#', '')}@{CUSTOMER_DOMAIN}"
+
+
+def customer_email_sql(column: str) -> str:
+    """SQL for `customer_email` of a name column (`column` comes from code, never from data)."""
+    return f"lower(replace({column}, '#', '')) || '@{CUSTOMER_DOMAIN}'"
 
 
 def money(cents: int) -> str:
