@@ -23,9 +23,9 @@ from resources.sql import (
     check_inserted,
     create_schema,
     engine_for,
-    execute_many,
     fault_state_file,
     fetch_all,
+    insert_many,
     load_temp_table,
     read_connection,
     summed,
@@ -234,10 +234,10 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
         )
     known = {row[0] for row in posted}
     new = entries[~keys.isin(known)] if known else entries
-    inserted = execute_many(
+    inserted = insert_many(
         conn,
-        "insert into journal_entries (entry_key, entry_day, kind, order_key) "
-        "values (?, ?, ?, ?) on conflict do nothing",
+        "journal_entries",
+        ("entry_key", "entry_day", "kind", "order_key"),
         zip(
             new["entry_key"].tolist(),
             new["entry_day"].astype(str).tolist(),
@@ -245,6 +245,7 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
             new["order_key"].astype("int64").tolist(),
             strict=True,
         ),
+        "on conflict do nothing",
     )
     check_inserted(SYSTEM, "entries", inserted, len(new), exact)
     all_keys = lines["entry_key"]
@@ -259,10 +260,10 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
     new_lines = (
         lines if len(new) == len(entries) else lines[lines["entry_key"].isin(new["entry_key"])]
     )
-    execute_many(
+    insert_many(
         conn,
-        "insert into journal_lines (entry_key, line_number, entry_day, account,"
-        " debit_cents, credit_cents) values (?, ?, ?, ?, ?, ?)",
+        "journal_lines",
+        ("entry_key", "line_number", "entry_day", "account", "debit_cents", "credit_cents"),
         zip(
             new_lines["entry_key"].tolist(),
             new_lines["line_number"].astype("int64").tolist(),

@@ -26,9 +26,9 @@ from resources.sql import (
     chunks,
     create_schema,
     engine_for,
-    execute_many,
     fault_state_file,
     fetch_all,
+    insert_many,
     load_temp_table,
     read_connection,
     system_url,
@@ -364,10 +364,10 @@ class CarrierBook:
                 per_line["ship_mode"].to_numpy(dtype=object)[shipped],
             )
         new_lines = new_lines.assign(ship_date=ship_dates, delivery_date=delivery_dates)
-        inserted = execute_many(
+        inserted = insert_many(
             conn,
-            "insert into shipments (order_key, order_day, destination, status,"
-            " tracking_number, reason) values (?, ?, ?, ?, ?, ?) on conflict do nothing",
+            "shipments",
+            ("order_key", "order_day", "destination", "status", "tracking_number", "reason"),
             zip(
                 new_orders["order_key"].tolist(),
                 new_orders["order_day"].astype(str).tolist(),
@@ -377,12 +377,21 @@ class CarrierBook:
                 reasons.tolist(),  # None where it ships (the frame's column may hold NaN)
                 strict=True,
             ),
+            "on conflict do nothing",
         )
         check_inserted(SYSTEM, "shipments", inserted, len(new_orders), exact)
-        execute_many(
+        insert_many(
             conn,
-            "insert into shipment_lines (order_key, line_number, order_day, ship_mode, quantity,"
-            " ship_date, delivery_date) values (?, ?, ?, ?, ?, ?, ?)",
+            "shipment_lines",
+            (
+                "order_key",
+                "line_number",
+                "order_day",
+                "ship_mode",
+                "quantity",
+                "ship_date",
+                "delivery_date",
+            ),
             zip(
                 new_lines["order_key"].tolist(),
                 new_lines["line_number"].tolist(),

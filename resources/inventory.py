@@ -36,6 +36,7 @@ from resources.sql import (
     execute_many,
     fault_state_file,
     fetch_all,
+    insert_many,
     load_temp_table,
     read_connection,
     summed,
@@ -447,11 +448,12 @@ def _register_orders(
         fresh = orders[~seen]
     # New orders sorted by key: a backfill's registrations are appended, not scattered.
     fresh = fresh.sort_values("order_key")
-    inserted = execute_many(
+    inserted = insert_many(
         conn,
-        "insert into reservation_orders (order_key, order_day) values (?, ?) "
-        "on conflict do nothing",
+        "reservation_orders",
+        ("order_key", "order_day"),
         zip(fresh["order_key"].tolist(), fresh["order_day"].tolist(), strict=True),
+        "on conflict do nothing",
     )
     check_inserted(SYSTEM, "orders", inserted, len(fresh), exact)
     return lines
@@ -565,10 +567,10 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     )
     in_request_order = np.empty(size, dtype=object)
     in_request_order[order] = status
-    inserted = execute_many(
+    inserted = insert_many(
         conn,
-        "insert into reservations (order_key, line_number, order_day, partkey, suppkey,"
-        " quantity, status) values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+        "reservations",
+        ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity", "status"),
         zip(
             new["order_key"].tolist(),
             new["line_number"].tolist(),
@@ -579,6 +581,7 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
             in_request_order.tolist(),
             strict=True,
         ),
+        "on conflict do nothing",
     )
     check_inserted(SYSTEM, "reservations", inserted, size, exact)
     decided = pd.DataFrame(

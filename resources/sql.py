@@ -9,6 +9,7 @@ entry.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import threading
@@ -236,6 +237,60 @@ def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
         cursor.close()
 
 
+# Rows per INSERT statement in `insert_many`: measured on SQLite, 64 rows per statement insert
+# 6 M reservations 40% faster than one (the per-statement work is paid once per 64 rows).
+ROWS_PER_STATEMENT = 64
+
+
+def insert_many(
+    conn: sa.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple],
+    conflict: str = "",
+) -> int:
+    """Insert rows, many per statement (`insert ... values (...), (...), ...`); return how many.
+
+    The rows are streamed (never copied into one list) and every value is a bound parameter;
+    `table`, `columns` and `conflict` (e.g. "on conflict do nothing") come from code. A
+    statement may hold the same key twice, so `conflict` must not be a DO UPDATE (PostgreSQL
+    refuses to update a row twice in one statement).
+    """
+    marks = f"({', '.join('?' * len(columns))})"
+    head = f"insert into {table} ({', '.join(columns)}) values "  # noqa: S608
+
+    def statement(count: int) -> str:
+        return _driver_sql(conn, f"{head}{', '.join([marks] * count)} {conflict}")
+
+    source = iter(rows)
+    tail: list[tuple] = []
+
+    def groups() -> Iterator[tuple]:
+        while True:
+            group = list(itertools.islice(source, ROWS_PER_STATEMENT))
+            if len(group) < ROWS_PER_STATEMENT:
+                tail.extend(group)
+                return
+            yield tuple(itertools.chain.from_iterable(group))
+
+    cursor = conn.connection.cursor()
+    sql = statement(ROWS_PER_STATEMENT)
+    try:
+        cursor.executemany(sql, groups())
+        inserted = max(cursor.rowcount, 0)
+        if tail:
+            sql = statement(len(tail))
+            cursor.execute(sql, tuple(itertools.chain.from_iterable(tail)))
+            inserted += max(cursor.rowcount, 0)
+        return inserted
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise sa.exc.DBAPIError.instance(
+            sql, None, error, conn.dialect.loaded_dbapi.Error
+        ) from error
+    finally:
+        cursor.close()
+
+
 def add_to_totals(
     conn: sa.Connection,
     table: str,
@@ -275,8 +330,7 @@ def load_temp_table(conn: sa.Connection, table: str, columns: str, rows: Iterabl
     """
     conn.exec_driver_sql(f"create temporary table if not exists {table} ({columns})")
     conn.exec_driver_sql(f"delete from {table}")  # noqa: S608 - identifier from code
-    marks = ", ".join("?" * (columns.count(",") + 1))
-    execute_many(conn, f"insert into {table} values ({marks})", rows)  # noqa: S608
+    insert_many(conn, table, [column.split()[0] for column in columns.split(",")], rows)
 
 
 def fetch_all(conn: sa.Connection, sql: str, params: tuple = ()) -> list[tuple]:

@@ -11,7 +11,7 @@ NAMES = ["Customer#000000001", "Customer#000149999", "ACME Corp", "Zoë #7", "A#
 def test_the_warehouse_computes_the_same_customer_address_as_python():
     with duckdb.connect() as con:
         got = con.execute(
-            f"select {customer_email_sql('name')} from unnest(?) as t(name)",  # noqa: S608
+            f"select {customer_email_sql('name')} from unnest(?) as t(name)",
             [NAMES],
         ).fetchall()
     assert [row[0] for row in got] == [customer_email(name) for name in NAMES]

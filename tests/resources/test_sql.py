@@ -1,0 +1,80 @@
+"""The shared SQL plumbing of the systems, on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from resources.sql import ROWS_PER_STATEMENT, add_to_totals, insert_many, sqlite_url, summed
+from tests.postgres import new_database
+
+TABLES = (
+    "create table items (k bigint not null, name varchar(20), primary key (k))",
+    "create table totals (day varchar(10) not null, kind varchar(8) not null,"
+    " n bigint not null, amount bigint not null, primary key (day, kind))",
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path / "plumbing.sqlite")
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url = server.url(new_database(server, "plumbing"))
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in TABLES:
+            conn.exec_driver_sql(statement)
+    yield engine
+    engine.dispose()
+
+
+def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engine):
+    count = 2 * ROWS_PER_STATEMENT + 7  # two full statements and a short one
+    rows = ((k, f"item {k}" if k % 3 else None) for k in range(count))  # streamed, with NULLs
+    with engine.begin() as conn:
+        assert insert_many(conn, "items", ("k", "name"), rows) == count
+        # Repeats (one twice in the same statement) are skipped and not counted.
+        again = [(5, "other"), (count, "new"), (count, "new twice"), (1, "x")]
+        assert insert_many(conn, "items", ("k", "name"), again, "on conflict do nothing") == 1
+        assert insert_many(conn, "items", ("k", "name"), []) == 0
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("select k, name from items order by k").fetchall()
+    assert [tuple(row) for row in stored] == [
+        *((k, f"item {k}" if k % 3 else None) for k in range(count)),
+        (count, "new"),
+    ]
+
+
+def test_insert_many_fails_like_any_statement_on_a_broken_key(engine):
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        insert_many(conn, "items", ("k", "name"), [(k % 70, "dup") for k in range(140)])
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("select count(*) from items").scalar_one() == 0
+
+
+def test_totals_add_up_per_key_and_can_move_between_keys(engine):
+    frame = pd.DataFrame(
+        {
+            "day": ["2021-01-01", "2021-01-01", "2021-01-02", "2021-01-01"],
+            "kind": ["a", "b", "a", "a"],
+            "n": 1,
+            "amount": [5, 7, 11, 13],
+        }
+    )
+    keys, values = ("day", "kind"), ("n", "amount")
+    with engine.begin() as conn:
+        add_to_totals(conn, "totals", keys, values, summed(frame, keys, values))
+        add_to_totals(conn, "totals", keys, values, summed(frame, keys, values))
+        add_to_totals(conn, "totals", keys, values, [("2021-01-01", "a", -1, -5)])
+        add_to_totals(conn, "totals", keys, values, [("2021-01-01", "c", 1, 5)])
+    with engine.connect() as conn:
+        got = conn.exec_driver_sql("select * from totals order by day, kind").fetchall()
+    assert [tuple(row) for row in got] == [
+        ("2021-01-01", "a", 3, 31),
+        ("2021-01-01", "b", 2, 14),
+        ("2021-01-01", "c", 1, 5),
+        ("2021-01-02", "a", 2, 22),
+    ]
