@@ -359,7 +359,7 @@ class CarrierBook:
         if shipped.any():
             ship_dates[shipped], delivery_dates[shipped] = plan(
                 per_line["order_key"].to_numpy()[shipped],
-                per_line["order_day"].to_numpy(dtype=str)[shipped],
+                per_line["order_day"].to_numpy(dtype=object)[shipped],
                 per_line["line_number"].to_numpy()[shipped],
                 per_line["ship_mode"].to_numpy(dtype=object)[shipped],
             )
