@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import dagster as dg
+import pandas as pd
 import requests
 
 from resources import maildir
@@ -109,6 +110,12 @@ class NotifierResource(dg.ConfigurableResource, ABC):
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""
 
+    def send_frame(self, messages: pd.DataFrame) -> pd.DataFrame:
+        """The bulk form of `send`: Message's fields as columns in, Delivery's fields out."""
+        columns = [messages[field].tolist() for field in Message._fields]
+        deliveries = self.send(list(map(Message._make, zip(*columns, strict=True))))
+        return deliveries_frame(deliveries)
+
     @abstractmethod
     def sent_before(self, message: Message) -> bool:
         """Whether a message with this key was already sent."""
@@ -151,37 +158,65 @@ class MaildirNotifier(NotifierResource):
 
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""
+        columns = [list(column) for column in zip(*messages, strict=True)]
+        if not columns:
+            return []
+        return list(map(Delivery._make, zip(*self._deliver(*columns), strict=True)))
+
+    def send_frame(self, messages: pd.DataFrame) -> pd.DataFrame:
+        """The bulk form of `send`: Message's fields as columns in, Delivery's fields out."""
+        columns = [messages[field].tolist() for field in Message._fields]
+        return pd.DataFrame(dict(zip(Delivery._fields, self._deliver(*columns), strict=True)))
+
+    def _deliver(
+        self,
+        keys: list[str],
+        days: list[str],
+        kinds: list[str],
+        tos: list[str],
+        subjects: list[str],
+        bodies: list[str],
+    ) -> tuple[list, list, list, list]:
+        """Deliver the messages given as columns; their deliveries' columns, in order."""
+        # Columns, not objects: a backfill sends 1.7 M messages, and the per-message Python
+        # (objects built and taken apart) cost as much as a third of the file creations.
         root = self._root()
         inject(SYSTEM, self.faults, root / ".faults")
+        digests = [hashlib.sha1(key.encode()).hexdigest() for key in keys]
+        message_ids = [f"<{digest}@orderflow>" for digest in digests]
+        statuses = [SENT] * len(keys)
+        details: list[str | None] = [None] * len(keys)
         refused = set(self.faults.reject_keys)
-        # Folder paths as plain strings, each listed once per call: a backfill sends millions.
-        folders: dict[str, tuple[str, set[str]]] = {}
+        for index, key in enumerate(keys):
+            if key in refused:
+                statuses[index] = REJECTED
+                details[index] = f"recipient {tos[index]} rejected the message (injected bounce)"
+        # Folder paths as plain strings, each listed once per call.
+        folders: dict[str, tuple[str, set[str], list[maildir.Item]]] = {}
         pending: dict[str, list[maildir.Item]] = {}
-        deliveries = []
-        for message in messages:
-            digest = _digest(message.key)
-            if message.key in refused:
-                deliveries.append(
-                    Delivery(
-                        message.key,
-                        f"<{digest}@orderflow>",
-                        REJECTED,
-                        f"recipient {message.to} rejected the message (injected bounce)",
-                    )
-                )
+        items = zip(digests, keys, days, kinds, tos, subjects, bodies, statuses, strict=True)
+        for digest, key, day, kind, to, subject, body, status in items:
+            if status == REJECTED:
                 continue
-            folder_name = _folder_name(message)
+            folder_name = ADMIN_FOLDER if kind == "admin_alert" else day
             folder = folders.get(folder_name)
             if folder is None:
                 path = root / f".{folder_name}"
-                folder = folders[folder_name] = (str(path), _delivered(path))
+                folder = folders[folder_name] = (str(path), _delivered(path), [])
+                pending[folder[0]] = folder[2]
             name = f"{digest}.orderflow"
             if name not in folder[1]:
                 folder[1].add(name)
-                pending.setdefault(folder[0], []).append(_item(name, digest, message))
-            deliveries.append(Delivery(message.key, f"<{digest}@orderflow>", SENT))
-        maildir.deliver(pending, self.sender, self.writers)
-        return deliveries
+                folder[2].append((name, digest, key, day, kind, to, subject, body))
+        maildir.deliver(
+            {path: todo for path, todo in pending.items() if todo}, self.sender, self.writers
+        )
+        return keys, message_ids, statuses, details
+
+
+def deliveries_frame(deliveries: Sequence[Delivery]) -> pd.DataFrame:
+    """Deliveries as a frame with Delivery's fields as columns."""
+    return pd.DataFrame.from_records(list(deliveries), columns=list(Delivery._fields))
 
 
 def _folder_name(message: Message) -> str:

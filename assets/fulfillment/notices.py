@@ -6,7 +6,6 @@ store does not hold open back-orders, so every line is settled on its order day 
 out per day (invoiced + back-ordered = ordered). Each message is keyed by its order and kind.
 """
 
-import itertools
 import time
 
 import dagster as dg
@@ -32,8 +31,7 @@ from assets.fulfillment.shipments import CUSTOMER_KEY, SHIPMENTS_KEY
 from assets.fulfillment.tables import BACKORDER_NOTICES, SHIPMENT_NOTIFICATIONS
 from assets.metadata import markdown_preview
 from orchestration_defs.partitions import daily_partitions
-from resources.notifier import Delivery, Message, NotifierResource
-from resources.sql import chunks
+from resources.notifier import Message, NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 
 BACKORDER_NOTICES_KEY = key("backorder_notices")
@@ -44,21 +42,16 @@ FIX = "Check the notifier's configuration (resource `notifier`), then re-run the
 
 
 def _send(
-    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: list[Message]
-) -> tuple[list, float]:
+    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: pd.DataFrame
+) -> tuple[pd.DataFrame, float]:
+    """Send a frame of messages (Message's fields) in batches; their deliveries and the seconds."""
     started = time.perf_counter()
-    deliveries = []
+    parts = []
     with calling(context, "notifier", FIX):
-        for batch in chunks(messages, SEND_BATCH):
-            deliveries.extend(notifier.send(batch))
+        for begin in range(0, len(messages), SEND_BATCH):
+            parts.append(notifier.send_frame(messages.iloc[begin : begin + SEND_BATCH]))
+    deliveries = pd.concat(parts, ignore_index=True) if parts else deliveries_frame([])
     return deliveries, time.perf_counter() - started
-
-
-def _columns(deliveries: list[Delivery]) -> list[list]:
-    """The deliveries' fields as columns (key, message_id, status, detail)."""
-    if not deliveries:
-        return [[] for _ in Delivery._fields]
-    return [list(column) for column in zip(*deliveries, strict=True)]
 
 
 def _one_per_order_check(con, table: str, expected_sql: str, params: list) -> list[int]:
@@ -158,8 +151,9 @@ def backorder_notices(
                 ),
             )
         )
-    deliveries, seconds = _send(context, notifier, messages)
-    keys, message_ids, statuses, details = _columns(deliveries)
+    deliveries, seconds = _send(
+        context, notifier, pd.DataFrame(messages, columns=list(Message._fields))
+    )
     frame = pd.DataFrame(
         {
             "o_orderkey": lines["o_orderkey"],
@@ -167,10 +161,10 @@ def backorder_notices(
             "recipient": [m.to for m in messages],
             "lines": [len(n) for n in lines["numbers"]],
             "backordered_cents": lines["cents"],
-            "message_key": keys,
-            "message_id": message_ids,
-            "status": statuses,
-            "detail": details,
+            "message_key": deliveries["key"],
+            "message_id": deliveries["message_id"],
+            "status": deliveries["status"],
+            "detail": deliveries["detail"],
         }
     )
     with warehouse.transaction() as con:
@@ -250,29 +244,27 @@ def shipment_notifications(
         """,  # noqa: S608 - the SQL is this module's; values are bound
         [*params, *params, SHIPPED_SUBJECT, SHIPPED_BODY],
     )
-    messages = list(
-        map(
-            Message,
-            shipped["message_key"].tolist(),
-            shipped["day"].tolist(),
-            itertools.repeat("shipment"),
-            shipped["recipient"].tolist(),
-            shipped["subject"].tolist(),
-            shipped["body"].tolist(),
-        )
+    messages = pd.DataFrame(
+        {
+            "key": shipped["message_key"],
+            "day": shipped["day"],
+            "kind": "shipment",
+            "to": shipped["recipient"],
+            "subject": shipped["subject"],
+            "body": shipped["body"],
+        }
     )
     deliveries, seconds = _send(context, notifier, messages)
-    keys, message_ids, statuses, details = _columns(deliveries)
     frame = pd.DataFrame(
         {
             "o_orderkey": shipped["o_orderkey"],
             "o_orderdate": shipped["day"],
             "tracking_number": shipped["tracking_number"],
             "recipient": shipped["recipient"],
-            "message_key": keys,
-            "message_id": message_ids,
-            "status": statuses,
-            "detail": details,
+            "message_key": deliveries["key"],
+            "message_id": deliveries["message_id"],
+            "status": deliveries["status"],
+            "detail": deliveries["detail"],
         }
     )
     context.log.info(f"Notified {len(frame)} shipped orders in {seconds:.1f} s")

@@ -14,13 +14,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
-from resources.notifier import REJECTED, SENT, MaildirNotifier, Message, file_name, message_id
+from resources.notifier import (
+    REJECTED,
+    SENT,
+    Delivery,
+    MaildirNotifier,
+    Message,
+    deliveries_frame,
+    file_name,
+    message_id,
+)
 from resources.notifier_smtp import SmtpNotifier
 from resources.sql import sqlite_url
 
@@ -149,6 +159,24 @@ def test_maildir_rejected_key_writes_no_file(tmp_path):
     assert len(files(outbox / f".{DAY}")) == 2
 
 
+def test_maildir_frame_of_messages_is_sent_like_the_list(tmp_path):
+    """send_frame: the same files and deliveries as send, rejections and repeats included."""
+    faults = FaultInjection(reject_keys=["backorder:102"])
+    by_list = MaildirNotifier(outbox_dir=str(tmp_path / "list"), faults=faults)
+    by_frame = MaildirNotifier(outbox_dir=str(tmp_path / "frame"), faults=faults)
+    batch = [*BATCH, BATCH[0]]
+    frame = pd.DataFrame(batch, columns=list(Message._fields))
+    expected = deliveries_frame(by_list.send(batch))
+    for _ in range(2):
+        pd.testing.assert_frame_equal(by_frame.send_frame(frame), expected)
+    assert expected["status"].tolist() == [SENT, REJECTED, SENT, SENT]
+    assert [p.name for p in files(tmp_path / "frame" / f".{DAY}")] == [
+        p.name for p in files(tmp_path / "list" / f".{DAY}")
+    ]
+    assert len(files(tmp_path / "frame" / f".{DAY}")) == 2
+    assert by_frame.send_frame(frame.iloc[:0]).columns.tolist() == list(Delivery._fields)
+
+
 def test_maildir_down_is_unavailable(tmp_path):
     notifier = MaildirNotifier(outbox_dir=str(tmp_path), faults=FaultInjection(down=True))
     with pytest.raises(SystemUnavailable, match="notifier is down"):
@@ -236,6 +264,12 @@ def test_smtp_sends_each_message_once(tmp_path):
 
         again = smtp_notifier(tmp_path, port).send([*BATCH, BATCH[0]])
         assert [d.status for d in again] == [SENT] * 4
+        assert len(handler.envelopes) == len(BATCH)
+        # The bulk form (a frame per batch) goes through the same sends.
+        frame = pd.DataFrame([*BATCH, BATCH[0]], columns=list(Message._fields))
+        pd.testing.assert_frame_equal(
+            smtp_notifier(tmp_path, port).send_frame(frame), deliveries_frame(again)
+        )
         assert len(handler.envelopes) == len(BATCH)
 
 
