@@ -234,6 +234,10 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
         )
     known = {row[0] for row in posted}
     new = entries[~keys.isin(known)] if known else entries
+    # In key order, each insert lands beside the previous one in the key's B-tree (measured on
+    # SQLite, 1.5 M entries: 7.0 s in posting order, 1.9 s sorted plus 0.7 s to sort).
+    new_keys = new["entry_key"].tolist()
+    new = new.iloc[sorted(range(len(new_keys)), key=new_keys.__getitem__)]
     inserted = insert_many(
         conn,
         "journal_entries",

@@ -322,7 +322,8 @@ class CarrierBook:
         before gets its first answer and stored lines back; nothing about it is written again.
         """
         inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
-        orders = orders.reset_index(drop=True).astype({"order_key": "int64"})
+        # Days as text once per order here, not once per line below.
+        orders = orders.reset_index(drop=True).astype({"order_key": "int64", "order_day": str})
         lines = lines.reset_index(drop=True).astype(
             {"order_key": "int64", "line_number": "int64", "quantity": "int64"}
         )
@@ -370,7 +371,7 @@ class CarrierBook:
             ("order_key", "order_day", "destination", "status", "tracking_number", "reason"),
             zip(
                 new_orders["order_key"].tolist(),
-                new_orders["order_day"].astype(str).tolist(),
+                new_orders["order_day"].tolist(),
                 new_orders["destination"].astype(str).tolist(),
                 status.tolist(),
                 tracking.tolist(),
@@ -395,7 +396,7 @@ class CarrierBook:
             zip(
                 new_lines["order_key"].tolist(),
                 new_lines["line_number"].tolist(),
-                per_line["order_day"].astype(str).tolist(),
+                per_line["order_day"].tolist(),
                 new_lines["ship_mode"].tolist(),
                 new_lines["quantity"].tolist(),
                 ship_dates.tolist(),

@@ -9,6 +9,7 @@ already allocated gets the same answers and reserves nothing twice.
 import time
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from assets.fulfillment.common import (
@@ -171,11 +172,11 @@ def allocations(
     decisions = []
     with calling(context, "inventory", FIX):
         for begin in range(0, len(requests), RESERVE_BATCH):
-            decisions.extend(inventory.reserve_frame(requests[begin : begin + RESERVE_BATCH]))
+            decisions.append(inventory.reserve_frame(requests[begin : begin + RESERVE_BATCH]))
         summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())
     call_seconds = time.perf_counter() - started
-    lines["status"] = decisions
-    context.log.info(f"Inventory decided {len(decisions)} lines in {call_seconds:.1f} s")
+    lines["status"] = np.concatenate(decisions) if decisions else np.array([], dtype=object)
+    context.log.info(f"Inventory decided {len(lines)} lines in {call_seconds:.1f} s")
 
     with warehouse.transaction() as con:
         replace_window(con, "allocations", ALLOCATIONS, "l_orderdate", start, end, lines)
