@@ -1,6 +1,6 @@
-"""Databases created by an earlier layout (version 1) are upgraded in place, losing nothing.
+"""Databases created by an earlier layout (version 1 or 2) are upgraded in place, losing nothing.
 
-Each test writes a version-1 database the way the earlier code did (on SQLite, and on the
+Each test writes a version-1 or version-2 database the way the earlier code did (on SQLite, and on the
 session's throwaway PostgreSQL server), then uses the current resource on it: the first answers
 stay the first answers, and nothing is stored twice.
 """
@@ -16,8 +16,8 @@ import pytest
 
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
-from resources.inventory import BACKORDERED, RESERVED, ReservationRequest, SqlInventory
-from resources.sql import sqlite_url
+from resources.inventory import BACKORDERED, RELEASED, RESERVED, ReservationRequest, SqlInventory
+from resources.sql import VERSIONS_TABLE, sqlite_url
 from tests.postgres import new_database
 
 DAY = "2021-02-03"
@@ -198,4 +198,88 @@ def test_accounting_v1_keeps_its_entries(database):
         (DAY, "tax_payable"): (0, 10),
     }
     assert database.query("select count(*) from journal_lines") == [(3,)]
+    assert database.query("select system, version from schema_versions") == [("accounting", 3)]
+
+
+# Version 2 (the layout before the day totals), as that code created it.
+INVENTORY_V2 = [
+    VERSIONS_TABLE,
+    """create table stock (partkey bigint not null, suppkey bigint not null,
+    base_level integer not null, available integer not null,
+    restocked_month integer not null, primary key (partkey, suppkey))""",
+    """create table reservation_orders (order_key bigint not null,
+    order_day varchar(10) not null, primary key (order_key))""",
+    """create table reservations (order_key bigint not null, line_number integer not null,
+    order_day varchar(10) not null, partkey bigint not null, suppkey bigint not null,
+    quantity integer not null, status varchar(12) not null,
+    primary key (order_day, order_key, line_number))""",
+    """create table supplier_restocks (suppkey bigint not null, month integer not null,
+    pairs integer not null, quantity bigint not null, primary key (suppkey, month))""",
+]
+ACCOUNTING_V2 = [
+    VERSIONS_TABLE,
+    """create table journal_entries (entry_key varchar(64) not null,
+    entry_day varchar(10) not null, kind varchar(32) not null, order_key bigint not null,
+    primary key (entry_key))""",
+    """create table journal_lines (entry_key varchar(64) not null, line_number integer not null,
+    entry_day varchar(10) not null, account varchar(32) not null,
+    debit_cents bigint not null, credit_cents bigint not null,
+    primary key (entry_day, entry_key, line_number))""",
+]
+
+
+def test_inventory_v2_counts_its_day_totals_once_then_keeps_them(database):
+    database.create_v1(
+        INVENTORY_V2,
+        {
+            "schema_versions": [("inventory", 2)],
+            "stock": [(1, 7, 10, 2, 202102), (2, 7, 10, 10, 202102)],
+            "reservation_orders": [(5, DAY)],
+            "reservations": [
+                (5, 1, DAY, 1, 7, 8, RESERVED),
+                (5, 2, DAY, 2, 7, 50, BACKORDERED),
+                (5, 3, DAY, 1, 7, 2, RELEASED),
+            ],
+        },
+    )
+    inventory = SqlInventory(url=database.url)
+    window = (DAY, "2021-02-04")
+    assert inventory.reservations_by_day(*window) == {
+        DAY: {RESERVED: (1, 8), BACKORDERED: (1, 50), RELEASED: (1, 2)}
+    }
+    assert inventory.release([(5, 1), (5, 2)]) == 1  # a back-ordered line holds nothing
+    assert (
+        inventory.reserve([ReservationRequest(6, 1, "2021-02-05", 2, 7, 4)])[0].status == RESERVED
+    )
+    assert inventory.reservations_by_day(*window) == {
+        DAY: {BACKORDERED: (1, 50), RELEASED: (2, 10)}
+    }
+    assert inventory.reservations_by_day("2021-02-05", "2021-02-06") == {
+        "2021-02-05": {RESERVED: (1, 4)}
+    }
+    assert database.query("select system, version from schema_versions") == [("inventory", 3)]
+
+
+def test_accounting_v2_sums_its_trial_balance_once_then_keeps_it(database):
+    database.create_v1(
+        ACCOUNTING_V2,
+        {
+            "schema_versions": [("accounting", 2)],
+            "journal_entries": [("invoice:9", DAY, "invoice", 9)],
+            "journal_lines": [
+                ("invoice:9", 1, DAY, "receivable", 110, 0),
+                ("invoice:9", 2, DAY, "revenue", 0, 100),
+                ("invoice:9", 3, DAY, "tax_payable", 0, 10),
+            ],
+        },
+    )
+    accounting = SqlAccounting(url=database.url)
+    sale = (JournalLine("receivable", 55, 0), JournalLine("revenue", 0, 55))
+    assert accounting.post([JournalEntry("invoice:9", DAY, "invoice", 9, sale)]) == 0
+    assert accounting.post([JournalEntry("invoice:10", DAY, "invoice", 10, sale)]) == 1
+    assert accounting.day_totals(DAY, "2021-02-04") == {
+        (DAY, "receivable"): (165, 0),
+        (DAY, "revenue"): (0, 155),
+        (DAY, "tax_payable"): (0, 10),
+    }
     assert database.query("select system, version from schema_versions") == [("accounting", 3)]
