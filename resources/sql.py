@@ -260,7 +260,7 @@ def insert_many(
     head = f"insert into {table} ({', '.join(columns)}) values "  # noqa: S608
 
     def statement(count: int) -> str:
-        return _driver_sql(conn, f"{head}{', '.join([marks] * count)} {conflict}")
+        return f"{head}{', '.join([marks] * count)} {conflict}"
 
     source = iter(rows)
     tail: list[tuple] = []
@@ -273,22 +273,10 @@ def insert_many(
                 return
             yield tuple(itertools.chain.from_iterable(group))
 
-    cursor = conn.connection.cursor()
-    sql = statement(ROWS_PER_STATEMENT)
-    try:
-        cursor.executemany(sql, groups())
-        inserted = max(cursor.rowcount, 0)
-        if tail:
-            sql = statement(len(tail))
-            cursor.execute(sql, tuple(itertools.chain.from_iterable(tail)))
-            inserted += max(cursor.rowcount, 0)
-        return inserted
-    except conn.dialect.loaded_dbapi.Error as error:
-        raise sa.exc.DBAPIError.instance(
-            sql, None, error, conn.dialect.loaded_dbapi.Error
-        ) from error
-    finally:
-        cursor.close()
+    inserted = execute_many(conn, statement(ROWS_PER_STATEMENT), groups())
+    if tail:  # known once the groups are used up
+        inserted += execute_many(conn, statement(len(tail)), [tuple(itertools.chain(*tail))])
+    return inserted
 
 
 def add_to_totals(

@@ -21,6 +21,11 @@ from resources.sql import VERSIONS_TABLE, sqlite_url
 from tests.postgres import new_database
 
 DAY = "2021-02-03"
+INVOICE_9_LINES = [
+    ("invoice:9", 1, DAY, "receivable", 110, 0),
+    ("invoice:9", 2, DAY, "revenue", 0, 100),
+    ("invoice:9", 3, DAY, "tax_payable", 0, 10),
+]
 
 
 @dataclass
@@ -176,11 +181,7 @@ def test_accounting_v1_keeps_its_entries(database):
         ],
         {
             "journal_entries": [("invoice:9", DAY, "invoice", 9)],
-            "journal_lines": [
-                ("invoice:9", 1, DAY, "receivable", 110, 0),
-                ("invoice:9", 2, DAY, "revenue", 0, 100),
-                ("invoice:9", 3, DAY, "tax_payable", 0, 10),
-            ],
+            "journal_lines": INVOICE_9_LINES,
         },
     )
     accounting = SqlAccounting(url=database.url)
@@ -266,11 +267,7 @@ def test_accounting_v2_sums_its_trial_balance_once_then_keeps_it(database):
         {
             "schema_versions": [("accounting", 2)],
             "journal_entries": [("invoice:9", DAY, "invoice", 9)],
-            "journal_lines": [
-                ("invoice:9", 1, DAY, "receivable", 110, 0),
-                ("invoice:9", 2, DAY, "revenue", 0, 100),
-                ("invoice:9", 3, DAY, "tax_payable", 0, 10),
-            ],
+            "journal_lines": INVOICE_9_LINES,
         },
     )
     accounting = SqlAccounting(url=database.url)
