@@ -145,7 +145,7 @@ class MaildirNotifier(NotifierResource):
     faults: FaultInjection = FaultInjection()
 
     def _folder(self, message: Message) -> Path:
-        return self._root() / f".{_folder_name(message)}"
+        return self._root() / f".{_folder_name(message.kind, message.day)}"
 
     def _root(self) -> Path:
         from orchestration_defs import settings
@@ -159,8 +159,8 @@ class MaildirNotifier(NotifierResource):
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""
         columns = [list(column) for column in zip(*messages, strict=True)]
-        if not columns:
-            return []
+        if not columns:  # still a call: an injected outage fails it
+            columns = [[] for _ in Message._fields]
         return list(map(Delivery._make, zip(*self._deliver(*columns), strict=True)))
 
     def send_frame(self, messages: pd.DataFrame) -> pd.DataFrame:
@@ -198,7 +198,7 @@ class MaildirNotifier(NotifierResource):
         for digest, key, day, kind, to, subject, body, status in items:
             if status == REJECTED:
                 continue
-            folder_name = ADMIN_FOLDER if kind == "admin_alert" else day
+            folder_name = _folder_name(kind, day)
             folder = folders.get(folder_name)
             if folder is None:
                 path = root / f".{folder_name}"
@@ -219,9 +219,9 @@ def deliveries_frame(deliveries: Sequence[Delivery]) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(deliveries), columns=list(Delivery._fields))
 
 
-def _folder_name(message: Message) -> str:
+def _folder_name(kind: str, day: str) -> str:
     """The Maildir++ folder of a message: its business day, or the admins' folder."""
-    return ADMIN_FOLDER if message.kind == "admin_alert" else message.day
+    return ADMIN_FOLDER if kind == "admin_alert" else day
 
 
 def _delivered(folder: Path) -> set[str]:
