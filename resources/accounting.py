@@ -129,7 +129,11 @@ class AccountingResource(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
-        """(day, account) → (debit cents, credit cents) over [start, end), for reconciliation."""
+        """(day, account) → (debit cents, credit cents) over [start, end): the trial balance kept."""
+
+    @abstractmethod
+    def recount_day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """`day_totals` summed afresh from the journal lines: an audit, for reconciliation."""
 
 
 class SqlAccounting(AccountingResource):
@@ -160,16 +164,29 @@ class SqlAccounting(AccountingResource):
         )
 
     def day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
-        """(day, account) → (debit cents, credit cents) over [start, end), for reconciliation."""
+        """(day, account) → (debit cents, credit cents) over [start, end): the trial balance kept."""
+        return self._totals(
+            "select entry_day, account, debit_cents, credit_cents "
+            "from journal_day_totals where entry_day >= :a and entry_day < :b",
+            start,
+            end,
+        )
+
+    def recount_day_totals(self, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
+        """`day_totals` summed afresh from the journal lines: an audit, for reconciliation."""
+        # Reads every line of the window: a line changed behind the ledger's back shows here.
+        return self._totals(
+            "select entry_day, account, sum(debit_cents), sum(credit_cents) "
+            "from journal_lines where entry_day >= :a and entry_day < :b "
+            "group by entry_day, account",
+            start,
+            end,
+        )
+
+    def _totals(self, sql: str, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
         inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
         with read_connection(self._engine(), SYSTEM) as conn:
-            rows = conn.execute(
-                sa.text(
-                    "select entry_day, account, debit_cents, credit_cents "
-                    "from journal_day_totals where entry_day >= :a and entry_day < :b"
-                ),
-                {"a": start, "b": end},
-            ).fetchall()
+            rows = conn.execute(sa.text(sql), {"a": start, "b": end}).fetchall()
         return {(day, account): (int(dr), int(cr)) for day, account, dr, cr in rows}
 
 

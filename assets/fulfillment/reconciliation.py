@@ -76,7 +76,8 @@ def _ours(con, start, end) -> dict[tuple[str, str, str], int]:
 def _theirs(inventory, carrier, accounting, start, end) -> dict[tuple[str, str, str], int]:
     first, last = start.isoformat(), end.isoformat()
     values: dict[tuple[str, str, str], int] = {}
-    for day, statuses in inventory.reservations_by_day(first, last).items():
+    # The systems' rows recounted, not the totals they keep: an audit catches a changed row.
+    for day, statuses in inventory.recount_reservations_by_day(first, last).items():
         for status, (lines, quantity) in statuses.items():
             # A released line was reserved when allocated; the warehouse keeps that decision.
             decision = "reserved" if status == "released" else status
@@ -90,7 +91,7 @@ def _theirs(inventory, carrier, accounting, start, end) -> dict[tuple[str, str, 
     for day, statuses in carrier.shipments_by_day(first, last).items():
         for status, orders in statuses.items():
             values[(day, "carrier", f"{status}_orders")] = orders
-    for (day, account), (debit, credit) in accounting.day_totals(first, last).items():
+    for (day, account), (debit, credit) in accounting.recount_day_totals(first, last).items():
         values[(day, "accounting", f"{account}_debit_cents")] = debit
         values[(day, "accounting", f"{account}_credit_cents")] = credit
     return values

@@ -182,7 +182,9 @@ def test_overlapping_concurrent_postings_post_each_entry_once(tmp_path):
     assert sum(posted) == len(entries)
     assert counts(tmp_path) == (120, 360)
     assert rows(tmp_path, "select count(distinct entry_key) from journal_lines") == [(120,)]
-    totals = ledger(tmp_path).day_totals("2021-03-01", "2021-03-02").values()
+    kept = ledger(tmp_path).day_totals("2021-03-01", "2021-03-02")
+    assert kept == ledger(tmp_path).recount_day_totals("2021-03-01", "2021-03-02")
+    totals = kept.values()
     assert (
         sum(d for d, _ in totals)
         == sum(c for _, c in totals)

@@ -273,6 +273,7 @@ def test_random_batches_over_months_and_releases_match_the_line_by_line_rule(tmp
         counted.setdefault(day, {})[status] = (lines, quantity)
     assert {RESERVED, BACKORDERED, RELEASED} <= {s for day in counted.values() for s in day}
     assert system.reservations_by_day("2021-01-01", "2022-01-01") == counted
+    assert system.recount_reservations_by_day("2021-01-01", "2022-01-01") == counted
 
 
 # --- idempotency -------------------------------------------------------------------------------
