@@ -60,7 +60,8 @@ SCHEMA = (
         debit_cents bigint not null, credit_cents bigint not null,
         primary key (entry_day, entry_key, line_number)){without_rowid}""",
     # The trial balance per day: each posting adds its lines here in the same transaction, so
-    # the reports and the reconciliation read 5 rows per day instead of millions of lines.
+    # the ledger step's check reads 5 rows per day instead of millions of lines (the
+    # reconciliation recounts the lines themselves).
     """create table if not exists journal_day_totals (
         entry_day varchar(10) not null, account varchar(32) not null,
         debit_cents bigint not null, credit_cents bigint not null,

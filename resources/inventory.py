@@ -39,7 +39,6 @@ from resources.sql import (
     insert_many,
     load_temp_table,
     read_connection,
-    summed,
     system_url,
     write_known_by_day,
     write_transaction,
@@ -72,7 +71,8 @@ SCHEMA = (
         suppkey bigint not null, month integer not null, pairs integer not null,
         quantity bigint not null, primary key (suppkey, month)){without_rowid}""",
     # Lines and units per order day and status, kept with every reservation and release in the
-    # same transaction: what reconciliation reads, a few rows per day instead of millions.
+    # same transaction: what the allocations' check reads, a few rows per day instead of
+    # millions (the reconciliation recounts the reservations themselves).
     """create table if not exists reservation_day_totals (
         order_day varchar(10) not null, status varchar(12) not null, lines bigint not null,
         quantity bigint not null, primary key (order_day, status)){without_rowid}""",
@@ -291,22 +291,18 @@ class SqlInventory(InventoryResource):
                     ),
                     [{"q": row[5], "p": row[3], "s": row[4]} for row in rows],
                 )
-                released = pd.DataFrame(
-                    {
-                        "order_day": [r[0] for r in rows],
-                        "lines": 1,
-                        "quantity": [r[5] for r in rows],
-                    }
-                )
                 # Each day's released lines move from its reserved total to its released one.
+                moved: dict[str, list[int]] = {}
+                for row in rows:
+                    day = moved.setdefault(row[0], [0, 0])
+                    day[0] += 1
+                    day[1] += row[5]
                 add_to_totals(
                     conn,
                     *DAY_TOTALS,
                     [
                         (day, status, sign * lines, sign * quantity)
-                        for day, lines, quantity in summed(
-                            released, DAY_TOTALS[1][:1], DAY_TOTALS[2]
-                        )
+                        for day, (lines, quantity) in moved.items()
                         for status, sign in ((RESERVED, -1), (RELEASED, 1))
                     ],
                 )

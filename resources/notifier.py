@@ -59,12 +59,20 @@ def _digest(key: str) -> str:
 
 def message_id(key: str) -> str:
     """The Message-ID of the message with this idempotency key (stable across re-sends)."""
-    return f"<{_digest(key)}@orderflow>"
+    return _message_id_of(_digest(key))
 
 
 def file_name(key: str) -> str:
     """The Maildir file name of the message with this idempotency key."""
-    return f"{_digest(key)}.orderflow"
+    return _file_name_of(_digest(key))
+
+
+def _message_id_of(digest: str) -> str:
+    return f"<{digest}@orderflow>"
+
+
+def _file_name_of(digest: str) -> str:
+    return f"{digest}.orderflow"
 
 
 def render(message: Message, sender: str, digest: str | None = None) -> bytes:
@@ -182,12 +190,12 @@ class MaildirNotifier(NotifierResource):
         # (objects built and taken apart) cost as much as a third of the file creations.
         root = self._root()
         inject(SYSTEM, self.faults, root / ".faults")
-        digests = [hashlib.sha1(key.encode()).hexdigest() for key in keys]
-        message_ids = [f"<{digest}@orderflow>" for digest in digests]
+        digests = [_digest(key) for key in keys]
+        message_ids = [_message_id_of(digest) for digest in digests]
         statuses = [SENT] * len(keys)
         details: list[str | None] = [None] * len(keys)
         refused = set(self.faults.reject_keys)
-        for index, key in enumerate(keys):
+        for index, key in enumerate(keys if refused else ()):
             if key in refused:
                 statuses[index] = REJECTED
                 details[index] = f"recipient {tos[index]} rejected the message (injected bounce)"
@@ -204,7 +212,7 @@ class MaildirNotifier(NotifierResource):
                 path = root / f".{folder_name}"
                 folder = folders[folder_name] = (str(path), _delivered(path), [])
                 pending[folder[0]] = folder[2]
-            name = f"{digest}.orderflow"
+            name = _file_name_of(digest)
             if name not in folder[1]:
                 folder[1].add(name)
                 folder[2].append((name, digest, key, day, kind, to, subject, body))

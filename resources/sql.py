@@ -256,12 +256,6 @@ def insert_many(
     statement may hold the same key twice, so `conflict` must not be a DO UPDATE (PostgreSQL
     refuses to update a row twice in one statement).
     """
-    marks = f"({', '.join('?' * len(columns))})"
-    head = f"insert into {table} ({', '.join(columns)}) values "  # noqa: S608
-
-    def statement(count: int) -> str:
-        return f"{head}{', '.join([marks] * count)} {conflict}"
-
     source = iter(rows)
     tail: list[tuple] = []
 
@@ -273,10 +267,19 @@ def insert_many(
                 return
             yield tuple(itertools.chain.from_iterable(group))
 
-    inserted = execute_many(conn, statement(ROWS_PER_STATEMENT), groups())
+    sql = _insert_sql(table, columns, ROWS_PER_STATEMENT, conflict)
+    inserted = execute_many(conn, sql, groups())
     if tail:  # known once the groups are used up
-        inserted += execute_many(conn, statement(len(tail)), [tuple(itertools.chain(*tail))])
+        sql = _insert_sql(table, columns, len(tail), conflict)
+        inserted += execute_many(conn, sql, [tuple(itertools.chain(*tail))])
     return inserted
+
+
+def _insert_sql(table: str, columns: Sequence[str], count: int, conflict: str = "") -> str:
+    """`insert into <table> (<columns>) values (?, ...), ... <conflict>` with `count` rows."""
+    marks = f"({', '.join('?' * len(columns))})"
+    values = ", ".join([marks] * count)
+    return f"insert into {table} ({', '.join(columns)}) values {values} {conflict}".rstrip()  # noqa: S608
 
 
 def add_to_totals(
@@ -292,14 +295,10 @@ def add_to_totals(
     as those rows, so a report reads a few thousand rows instead of millions. `table`, `keys`
     and `values` are identifiers from code, never from data.
     """
-    columns = [*keys, *values]
     added = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
-    execute_many(
-        conn,
-        f"insert into {table} ({', '.join(columns)}) values ({', '.join('?' * len(columns))}) "  # noqa: S608
-        f"on conflict ({', '.join(keys)}) do update set {added}",
-        rows,
-    )
+    conflict = f"on conflict ({', '.join(keys)}) do update set {added}"
+    # One row per statement: rows may repeat a key, which PostgreSQL refuses within one.
+    execute_many(conn, _insert_sql(table, [*keys, *values], 1, conflict), rows)
 
 
 def summed(frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> Iterator[tuple]:

@@ -151,14 +151,13 @@ def backorder_notices(
                 ),
             )
         )
-    deliveries, seconds = _send(
-        context, notifier, pd.DataFrame(messages, columns=list(Message._fields))
-    )
+    outgoing = pd.DataFrame(messages, columns=list(Message._fields))
+    deliveries, seconds = _send(context, notifier, outgoing)
     frame = pd.DataFrame(
         {
             "o_orderkey": lines["o_orderkey"],
             "o_orderdate": lines["day"],
-            "recipient": [m.to for m in messages],
+            "recipient": outgoing["to"],
             "lines": [len(n) for n in lines["numbers"]],
             "backordered_cents": lines["cents"],
             "message_key": deliveries["key"],
