@@ -58,6 +58,15 @@ def _daily_assets():
     ]
 
 
+def _step_seconds(result) -> dict[str, float]:
+    """Each successful step's duration in a run, by step key."""
+    return {
+        event.step_key: event.event_specific_data.duration_ms / 1000
+        for event in result.all_events
+        if event.event_type_value == "STEP_SUCCESS"
+    }
+
+
 def phase_empty(data: Path, work: Path) -> dict:
     import dagster as dg
 
@@ -88,8 +97,15 @@ def phase_empty(data: Path, work: Path) -> dict:
     copies = [empty_copy(real) for real in _daily_assets()]
     started = time.perf_counter()
     result = dg.materialize(copies, instance=_instance(work), tags=RANGE_TAGS)
+    seconds = time.perf_counter() - started
     assert result.success
-    return {"seconds": time.perf_counter() - started, "assets": sum(len(c.keys) for c in copies)}
+    return {
+        "seconds": seconds,
+        "assets": sum(len(c.keys) for c in copies),
+        "steps": {
+            key.removeprefix("empty_"): value for key, value in _step_seconds(result).items()
+        },
+    }
 
 
 def phase_duckdb(data: Path, work: Path) -> dict:
@@ -151,11 +167,7 @@ def phase_backfill(data: Path, work: Path) -> dict:
     )
     marts_seconds = time.perf_counter() - started
     assert marts.success
-    steps = {
-        event.step_key: event.event_specific_data.duration_ms / 1000
-        for event in result.all_events
-        if event.event_type_value == "STEP_SUCCESS"
-    }
+    steps = _step_seconds(result)
     calls = {}
     for asset in daily[1:]:
         if not asset.node_def.name.startswith("fulfillment"):
@@ -169,11 +181,7 @@ def phase_backfill(data: Path, work: Path) -> dict:
     analytics_steps = sum(
         v for k, v in steps.items() if k.startswith(("analytics", "order_timeline"))
     )
-    mart_steps = {
-        event.step_key: event.event_specific_data.duration_ms / 1000
-        for event in marts.all_events
-        if event.event_type_value == "STEP_SUCCESS"
-    }
+    mart_steps = _step_seconds(marts)
     return {
         "seconds": seconds,
         "run_dir": str(root),
@@ -307,12 +315,23 @@ def main() -> None:
     print(
         f"catalog + stock seeding (untimed in backfill): {backfill['catalog_and_stock_seconds']:.1f} s"
     )
+    # A step's own work is its time here less the same step's time in the empty copy.
+    empty_steps = results["empty"]["steps"]
+
+    def step_line(name: str, seconds: float, width: int, calls: float | None = None) -> str:
+        empty = empty_steps.get(name, 0.0)
+        line = f"  {name:<{width}} step {seconds:>7.1f} s   empty {empty:>6.1f} s"
+        if calls is not None:
+            line += f"   calls {calls:>6.1f} s"
+        return line + f"   own {seconds - empty - (calls or 0):>6.1f} s"
+
     print(f"staging step (reading and validation): {backfill['staging_step_seconds']:.1f} s")
+    print(step_line("staging_orders", backfill["steps"].get("staging_orders", 0), 34))
     print(
         f"fulfillment steps: {backfill['fulfillment_steps_seconds']:.1f} s, of which outside-system calls {backfill['outside_calls_seconds']:.1f} s"
     )
     for name, call in backfill["calls"].items():
-        print(f"  {name:<26} step {backfill['steps'].get(name, 0):>7.1f} s   calls {call:>7.1f} s")
+        print(step_line(name, backfill["steps"].get(name, 0), 34, call))
     rest = (
         backfill["seconds"]
         - backfill["staging_step_seconds"]
@@ -322,12 +341,13 @@ def main() -> None:
     print(f"daily marts' steps: {backfill['analytics_daily_steps_seconds']:.1f} s")
     for name, seconds in backfill["steps"].items():
         if name.startswith(("analytics", "order_timeline")):
-            print(f"  {name:<34} step {seconds:>7.1f} s")
+            print(step_line(name, seconds, 34))
     print(
         f"whole-history marts and report, after the backfill: {backfill['analytics_history_seconds']:.1f} s"
     )
     for name, seconds in backfill["mart_steps"].items():
         print(f"  {name:<34} step {seconds:>7.1f} s")
+    print(f"sum of the empty copy's steps: {sum(empty_steps.values()):.1f} s")
     print(f"bookkeeping and other outside the steps: {rest:.1f} s")
     notifier = sum(v for k, v in backfill["calls"].items() if "notice" in k or "notification" in k)
     print(
