@@ -77,6 +77,32 @@ def _ours(con, start, end) -> dict[tuple[str, str, str], int]:
     return values
 
 
+def _add_inventory(values: dict, by_day: dict) -> None:
+    # The systems' rows recounted, not the totals they keep: an audit catches a changed row.
+    for day, statuses in by_day.items():
+        for status, (lines, quantity) in statuses.items():
+            # A released line was reserved when allocated; the warehouse keeps that decision.
+            decision = "reserved" if status == "released" else status
+            for measure, value in (
+                (f"{decision}_lines", lines),
+                (f"{decision}_quantity", quantity),
+            ):
+                key = (day, "inventory", measure)
+                values[key] = values.get(key, 0) + value
+
+
+def _add_carrier(values: dict, by_day: dict) -> None:
+    for day, statuses in by_day.items():
+        for status, orders in statuses.items():
+            values[(day, "carrier", f"{status}_orders")] = orders
+
+
+def _add_accounting(values: dict, by_day: dict) -> None:
+    for (day, account), (debit, credit) in by_day.items():
+        values[(day, "accounting", f"{account}_debit_cents")] = debit
+        values[(day, "accounting", f"{account}_credit_cents")] = credit
+
+
 def _recount(pool, inventory, carrier, accounting, start, end) -> list:
     """Start the systems' recounts of the window: each system and each half of the window at once.
 
@@ -86,41 +112,21 @@ def _recount(pool, inventory, carrier, accounting, start, end) -> list:
     middle = start + (end - start) / 2
     halves = [(a.isoformat(), b.isoformat()) for a, b in ((start, middle), (middle, end)) if a < b]
     return [
-        (system, pool.submit(recount, first, last))
+        (add, pool.submit(recount, first, last))
         for first, last in halves
-        for system, recount in (
-            ("accounting", accounting.recount_day_totals),
-            ("inventory", inventory.recount_reservations_by_day),
-            ("carrier", carrier.shipments_by_day),
+        for add, recount in (
+            (_add_accounting, accounting.recount_day_totals),
+            (_add_inventory, inventory.recount_reservations_by_day),
+            (_add_carrier, carrier.shipments_by_day),
         )
     ]
 
 
 def _theirs(recounts: list) -> dict[tuple[str, str, str], int]:
+    """The systems' per-day counts, once their recounts are in."""
     values: dict[tuple[str, str, str], int] = {}
-    for system, pending in recounts:
-        result = pending.result()
-        if system == "inventory":
-            # The systems' rows recounted, not the totals they keep: an audit catches a changed row.
-            for day, statuses in result.items():
-                for status, (lines, quantity) in statuses.items():
-                    # A released line was reserved when allocated; the warehouse keeps that decision.
-                    decision = "reserved" if status == "released" else status
-                    for measure, value in (
-                        (f"{decision}_lines", lines),
-                        (f"{decision}_quantity", quantity),
-                    ):
-                        values[(day, "inventory", measure)] = (
-                            values.get((day, "inventory", measure), 0) + value
-                        )
-        elif system == "carrier":
-            for day, statuses in result.items():
-                for status, orders in statuses.items():
-                    values[(day, "carrier", f"{status}_orders")] = orders
-        else:
-            for (day, account), (debit, credit) in result.items():
-                values[(day, "accounting", f"{account}_debit_cents")] = debit
-                values[(day, "accounting", f"{account}_credit_cents")] = credit
+    for add, pending in recounts:
+        add(values, pending.result())
     return values
 
 
@@ -153,11 +159,13 @@ def reconciliation(
 ):
     """Every per-day count and sum compared between the warehouse and the outside systems."""
     start, end = window(context)
-    with calling(context, "reconciliation", FIX), ThreadPoolExecutor(RECOUNT_THREADS) as pool:
+    with ThreadPoolExecutor(RECOUNT_THREADS) as pool:
         recounts = _recount(pool, inventory, carrier, accounting, start, end)
         with warehouse.connect() as con:
             ours = _ours(con, start, end)
-        theirs = _theirs(recounts)
+        # The systems' faults surface here, where their results are awaited.
+        with calling(context, "reconciliation", FIX):
+            theirs = _theirs(recounts)
     frame = pd.DataFrame.from_records(
         [
             (day, system, measure, ours.get(k), theirs.get(k), ours.get(k) == theirs.get(k))
