@@ -1,6 +1,7 @@
 """Benchmark: a full-history backfill of the whole order-to-cash graph against its floors.
 
     python bench/backfill.py --scale 1 [--work-dir bench/out] [--data-dir existing/store]
+    python bench/backfill.py --scale 1 --clean    # delete the runs' outputs, when done measuring
 
 Phases, each in its own process so that its peak RSS is its own:
 1. `empty`    — Dagster's bookkeeping: an empty-bodied copy of every daily asset of the graph
@@ -14,6 +15,11 @@ Phases, each in its own process so that its peak RSS is its own:
                 made (same day folders, same message sizes), with plain os calls and nothing else.
 The figure of merit is backfill / (empty + duckdb); machines here are noisy, so only ratios from
 one invocation are compared (the notifier's calls against the `maildir` floor).
+
+Each invocation leaves its outputs (millions of files at SF 1) under the work dir: deleting them
+makes this disk discard the freed blocks for many minutes, and file creation meanwhile ran up to
+10 x slower (bench/RESULTS.md), which would skew whatever is measured next. `--clean` deletes
+them once measuring is over.
 """
 
 from __future__ import annotations
@@ -138,7 +144,8 @@ def phase_backfill(data: Path, work: Path) -> dict:
     from tests.helpers import resources_for
 
     # A new folder per run: deleting a previous run's 1.5 M outbox files here would slow this
-    # run's own file creation (the disk is still discarding the freed blocks). main() cleans up.
+    # run's own file creation (the disk is still discarding the freed blocks); `--clean` does it
+    # when measuring is over.
     root = work / f"run-{time.time_ns()}"
     root.mkdir(parents=True)
     (root / "landing").symlink_to((data / "landing").resolve(), target_is_directory=True)
@@ -239,6 +246,15 @@ def phase_maildir(data: Path, work: Path) -> dict:
     return {"seconds": time.perf_counter() - started, "files": files, "dir": str(root)}
 
 
+def outputs_of(work: Path) -> list[Path]:
+    """What invocations leave under the work dir: instances, backfill runs and Maildir floors."""
+    if not work.is_dir():
+        return []
+    return sorted(
+        p for pattern in ("dagster_home_*", "run-*", "maildir-*") for p in work.glob(pattern)
+    )
+
+
 PHASES = {
     "empty": phase_empty,
     "duckdb": phase_duckdb,
@@ -277,6 +293,11 @@ def main() -> None:
     parser.add_argument(
         "--data-dir", type=Path, help="an existing store to use instead of generating one"
     )
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="delete the outputs earlier invocations left under the work dir, and measure nothing",
+    )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -287,6 +308,12 @@ def main() -> None:
         return
 
     work = args.work_dir / f"sf{args.scale:g}"
+    if args.clean:
+        outputs = outputs_of(work)
+        for done in outputs:
+            shutil.rmtree(done, ignore_errors=True)
+        print(f"deleted {len(outputs)} outputs under {work}")
+        return
     work.mkdir(parents=True, exist_ok=True)
     data = args.data_dir or work / "data"
     if not (data / "landing" / "catalog").is_dir():
@@ -355,9 +382,10 @@ def main() -> None:
         f"outside-system calls without the notifier: {backfill['outside_calls_seconds'] - notifier:.1f} s"
     )
     print(f"ratio backfill / (empty + duckdb) = {backfill['seconds'] / floors:.2f}")
-    # Measured: now the instances and the run's outputs (millions of files) can go.
-    for done in (*work.glob("dagster_home_*"), backfill["run_dir"], floor["dir"]):
-        shutil.rmtree(done, ignore_errors=True)
+    outputs = outputs_of(work)
+    print(
+        f"left {len(outputs)} outputs under {work} (delete them with --clean when done measuring)"
+    )
 
 
 if __name__ == "__main__":
