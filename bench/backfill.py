@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 HISTORY = ("2020-01-01", "2026-08-02")
+# What an invocation leaves under the work dir, by name prefix; `--clean` deletes these.
+INSTANCE, RUN, FLOOR = "dagster_home_", "run-", "maildir-"
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": HISTORY[0],
     "dagster/asset_partition_range_end": HISTORY[1],
@@ -49,7 +51,7 @@ def _instance(work: Path):
     """A SQLite-backed instance in a fresh folder: the storage `dagster dev` uses by default."""
     import dagster as dg
 
-    home = Path(tempfile.mkdtemp(dir=work, prefix="dagster_home_"))
+    home = Path(tempfile.mkdtemp(dir=work, prefix=INSTANCE))
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.from_config(str(home))
 
@@ -146,7 +148,7 @@ def phase_backfill(data: Path, work: Path) -> dict:
     # A new folder per run: deleting a previous run's 1.5 M outbox files here would slow this
     # run's own file creation (the disk is still discarding the freed blocks); `--clean` does it
     # when measuring is over.
-    root = work / f"run-{time.time_ns()}"
+    root = work / f"{RUN}{time.time_ns()}"
     root.mkdir(parents=True)
     (root / "landing").symlink_to((data / "landing").resolve(), target_is_directory=True)
     resources = resources_for(root)
@@ -222,7 +224,7 @@ def phase_maildir(data: Path, work: Path) -> dict:
         names = os.listdir(folder / "new")  # noqa: PTH208
         size = (folder / "new" / names[0]).stat().st_size if names else 0
         plan.append((folder.name, len(names), size))
-    root = work / f"maildir-{time.time_ns()}"
+    root = work / f"{FLOOR}{time.time_ns()}"
     started = time.perf_counter()
     files = 0
     for name, count, size in plan:
@@ -250,9 +252,7 @@ def outputs_of(work: Path) -> list[Path]:
     """What invocations leave under the work dir: instances, backfill runs and Maildir floors."""
     if not work.is_dir():
         return []
-    return sorted(
-        p for pattern in ("dagster_home_*", "run-*", "maildir-*") for p in work.glob(pattern)
-    )
+    return sorted(p for prefix in (INSTANCE, RUN, FLOOR) for p in work.glob(f"{prefix}*"))
 
 
 PHASES = {
