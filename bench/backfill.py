@@ -245,13 +245,11 @@ def phase_maildir(data: Path, work: Path) -> dict:
         os.close(tmp)
         os.close(new)
         files += count
-    return {"seconds": time.perf_counter() - started, "files": files, "dir": str(root)}
+    return {"seconds": time.perf_counter() - started, "files": files}
 
 
 def outputs_of(work: Path) -> list[Path]:
     """What invocations leave under the work dir: instances, backfill runs and Maildir floors."""
-    if not work.is_dir():
-        return []
     return sorted(p for prefix in (INSTANCE, RUN, FLOOR) for p in work.glob(f"{prefix}*"))
 
 
