@@ -125,6 +125,7 @@ LATENCY_SQL = " union all ".join(
                 fkey("shipments"),
                 fkey("backorder_notices"),
                 fkey("shipment_notifications"),
+                fkey("compensations"),
                 fkey("ledger_postings"),
             ],
             group_name=GROUP,

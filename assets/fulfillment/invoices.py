@@ -20,7 +20,7 @@ from assets.fulfillment.common import (
 )
 from assets.fulfillment.tables import INVOICES
 from assets.metadata import markdown_preview
-from assets.staging.orders import ORDERS_KEY
+from assets.staging.orders import LINEITEM_KEY, ORDERS_KEY
 from assets.staging.validation import line_cents_sql, line_net_cents_sql
 from orchestration_defs.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
@@ -67,7 +67,7 @@ order by 1 limit 20
 
 @dg.asset(
     key=INVOICES_KEY,
-    deps=[ALLOCATIONS_KEY, ORDERS_KEY, PARTSUPP_KEY],
+    deps=[ALLOCATIONS_KEY, ORDERS_KEY, LINEITEM_KEY, PARTSUPP_KEY],
     group_name=GROUP,
     kinds={"duckdb"},
     owners=OWNERS,

@@ -30,6 +30,7 @@ from assets.fulfillment.common import (
 from assets.fulfillment.shipments import CUSTOMER_KEY, SHIPMENTS_KEY
 from assets.fulfillment.tables import BACKORDER_NOTICES, SHIPMENT_NOTIFICATIONS
 from assets.metadata import markdown_preview
+from assets.staging.orders import ORDERS_KEY
 from orchestration_defs.partitions import daily_partitions
 from resources.notifier import Message, NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
@@ -90,7 +91,7 @@ SHIPPED_ORDERS_SQL = (
 
 @dg.asset(
     key=BACKORDER_NOTICES_KEY,
-    deps=[ALLOCATIONS_KEY, CUSTOMER_KEY],
+    deps=[ALLOCATIONS_KEY, ORDERS_KEY, CUSTOMER_KEY],
     group_name=GROUP,
     kinds={"duckdb", "email"},
     owners=OWNERS,
@@ -193,7 +194,7 @@ def backorder_notices(
 
 @dg.asset(
     key=SHIPMENT_NOTIFICATIONS_KEY,
-    deps=[SHIPMENTS_KEY, CUSTOMER_KEY],
+    deps=[SHIPMENTS_KEY, ORDERS_KEY, CUSTOMER_KEY],
     group_name=GROUP,
     kinds={"duckdb", "email"},
     owners=OWNERS,

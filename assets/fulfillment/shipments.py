@@ -31,6 +31,7 @@ from assets.fulfillment.common import (
 from assets.fulfillment.invoices import INVOICES_KEY
 from assets.fulfillment.tables import COMPENSATIONS, SHIPMENTS
 from assets.metadata import markdown_preview
+from assets.staging.orders import LINEITEM_KEY
 from orchestration_defs.partitions import daily_partitions
 from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource
@@ -40,6 +41,7 @@ from resources.warehouse import WarehouseResource
 SHIPMENTS_KEY = key("shipments")
 COMPENSATIONS_KEY = key("compensations")
 CUSTOMER_KEY = dg.AssetKey(["staging", "customer"])
+NATION_KEY = dg.AssetKey(["staging", "nation"])
 # Orders per call: the local carrier answers whole arrays; an HTTP carrier splits further.
 SHIP_BATCH = 2_000_000
 CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
@@ -47,7 +49,7 @@ CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-r
 
 @dg.asset(
     key=SHIPMENTS_KEY,
-    deps=[INVOICES_KEY, ALLOCATIONS_KEY, CUSTOMER_KEY],
+    deps=[INVOICES_KEY, ALLOCATIONS_KEY, LINEITEM_KEY, CUSTOMER_KEY, NATION_KEY],
     group_name=GROUP,
     kinds={"duckdb", "api"},
     owners=OWNERS,
