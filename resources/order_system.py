@@ -35,7 +35,7 @@ BATCH_SUFFIXES = (".jsonl.gz", ".jsonl")
 MAX_RECORD_BYTES = 1 << 20
 # What staging.order_rejects keeps of a record over the limit: enough to recognise it.
 KEPT_BYTES = 1 << 10
-# Batches are read in blocks of this size, so that no line is ever held longer than the limit.
+# Batches are read in blocks of this size: memory stays bounded whatever a file holds.
 _BLOCK_BYTES = 1 << 20
 DAY_FOLDER_RULE = "day folders are named YYYY-MM-DD, a real date"
 
@@ -56,7 +56,7 @@ class Batch:
         return f"{self.size}-{self.mtime_ns}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class Listing:
     """What the landing zone holds for a window of days: batches to read, entries left alone."""
 
@@ -93,7 +93,7 @@ def describe(path: Path) -> str:
             return f"a symbolic link to {target}, which does not exist"
         except OSError as error:
             if error.errno == errno.ELOOP:
-                return f"a symbolic link to {target} that loops back on itself"
+                return f"a symbolic link to {target} that leads into a loop of links"
             return f"a symbolic link to {target} that cannot be followed ({error.strerror})"
     except FileNotFoundError:
         return "gone (removed or renamed since it was listed)"
@@ -170,7 +170,7 @@ def _decode(line: bytes | _LongLine) -> tuple[str, str | None]:
         return line.decode("utf-8", "backslashreplace").rstrip("\r"), "not valid UTF-8"
 
 
-def read_batch(batch: Batch) -> tuple[list[int], list[str], list[str | None], int]:
+def _read_batch(batch: Batch) -> tuple[list[int], list[str], list[str | None], int]:
     """(line number, text, problem) per non-empty line of a batch, and its size uncompressed."""
     numbers, texts, problems = [], [], []
     number = 0
@@ -315,7 +315,7 @@ class LandingZoneOrderSystem(OrderSystemResource):
         columns: dict[str, list] = {k: [] for k in ("day", "file", "line", "text", "problem")}
         pending = 0
         for index, batch in enumerate(batches):
-            numbers, texts, problems, size = read_batch(batch)
+            numbers, texts, problems, size = _read_batch(batch)
             count = len(numbers)
             columns["day"].extend([batch.day.isoformat()] * count)
             columns["file"].extend([batch.name] * count)

@@ -28,7 +28,9 @@ def own_landing(tmp_path: Path, store: Path, days: list[str]) -> Path:
 def day_records(data: Path, day: str) -> list[str]:
     records = []
     for path in sorted((data / "landing" / "orders" / day).glob("*.jsonl.gz")):
-        records += [line for line in gzip.decompress(path.read_bytes()).decode().split("\n") if line]
+        records += [
+            line for line in gzip.decompress(path.read_bytes()).decode().split("\n") if line
+        ]
     return records
 
 
