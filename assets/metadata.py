@@ -36,3 +36,11 @@ def markdown_preview(
     if not rows:
         lines.append("| " + " | ".join("" for _ in names) + " |")
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def markdown_list(lines: Sequence[str], limit: int = 20) -> dg.MarkdownMetadataValue:
+    """The lines as a Markdown bullet list of at most `limit` items ("none" when empty)."""
+    shown = [f"- {line}" for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"- and {len(lines) - limit} more")
+    return dg.MetadataValue.md("\n".join(shown) or "none")

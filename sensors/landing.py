@@ -21,7 +21,14 @@ import dagster as dg
 
 from orchestration_defs.jobs import order_to_cash_job
 from orchestration_defs.partitions import HISTORY_START, daily_partitions
-from resources.order_system import BATCH_SUFFIXES, Batch, LandingZoneOrderSystem
+from resources.order_system import (
+    BATCH_SUFFIXES,
+    DAY_FOLDER_RULE,
+    Batch,
+    LandingZoneOrderSystem,
+    describe,
+    parse_day,
+)
 
 # Work per tick is bounded: a first tick over years of history is spread over several ticks.
 MAX_DAYS_PER_TICK = 200
@@ -151,6 +158,8 @@ class TickPlan:
     pending: int = 0
     waiting: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    # "<entry> (what it is)" for entries that cannot be read as a day folder or a batch file.
+    unusable: list[str] = field(default_factory=list)
     cursor_reset: bool = False
 
 
@@ -181,9 +190,9 @@ def plan_tick(
     last_open = date.fromisoformat(last_key) if last_key else first_day - timedelta(days=1)
 
     listed: dict[str, int] = {}
-    entries = _list_day_dirs(orders_root)
+    entries = _list_day_dirs(orders_root, plan.unusable)
     for name, mtime_ns in entries:
-        day = _parse_day(name)
+        day = parse_day(name)
         if day is None or day < first_day or day > today:
             plan.skipped.append(name)
         elif day > last_open:
@@ -210,8 +219,8 @@ def plan_tick(
     detail = {name: seen.detail[name] for name in listed if name in seen.detail}
     now_ns = int(now.timestamp() * 1e9)
     for name in to_scan:
-        state = _day_state(orders_root / name, name)
-        if state is None:  # removed since the listing
+        state = _day_state(orders_root / name, name, plan.unusable)
+        if state is None:  # removed since the listing, or unreadable
             known.discard(name)
             detail.pop(name, None)
             continue
@@ -253,36 +262,39 @@ def plan_tick(
     return plan
 
 
-def _list_day_dirs(orders_root: Path) -> list[tuple[str, int]]:
-    """(name, mtime_ns) of every visible directory under the orders root: one scandir."""
+def _list_day_dirs(orders_root: Path, unusable: list[str]) -> list[tuple[str, int]]:
+    """(name, mtime_ns) of every visible directory under the orders root: one scandir.
+
+    Visible entries that are not directories (files, broken links) go to `unusable`.
+    """
+    found = []
     try:
         with os.scandir(orders_root) as entries:
-            found = []
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 try:
                     if entry.is_dir():
                         found.append((entry.name, entry.stat().st_mtime_ns))
-                except FileNotFoundError:
+                        continue
+                except FileNotFoundError:  # removed since the listing
                     continue
-            return found
+                except OSError:  # a link that loops or cannot be followed: described below
+                    pass
+                unusable.append(f"{entry.name} ({describe(Path(entry.path))})")
     except FileNotFoundError:
-        return []
+        pass
+    except OSError:
+        unusable.append(f"{orders_root} ({describe(orders_root)})")
+    return found
 
 
-def _parse_day(name: str) -> date | None:
-    """The date a directory stands for, only if it is named exactly YYYY-MM-DD."""
-    try:
-        day = date.fromisoformat(name)
-    except ValueError:
-        return None
-    # fromisoformat also takes "20260803" and the like; the order system writes YYYY-MM-DD only.
-    return day if day.isoformat() == name else None
+def _day_state(directory: Path, name: str, unusable: list[str]) -> tuple[str, int] | None:
+    """Hash of the day's sorted (file name, version) pairs and its number of batch files.
 
-
-def _day_state(directory: Path, name: str) -> tuple[str, int] | None:
-    """Hash of the day's sorted (file name, version) pairs and its number of batch files."""
+    Batch-named entries that are not files (broken links, directories) are not counted and go to
+    `unusable`: the staging step refuses them, naming them.
+    """
     day = date.fromisoformat(name)
     pairs = []
     try:
@@ -292,14 +304,22 @@ def _day_state(directory: Path, name: str) -> tuple[str, int] | None:
                 if entry.name.startswith(".") or not entry.name.endswith(BATCH_SUFFIXES):
                     continue
                 try:
-                    if not entry.is_file():
+                    if entry.is_file():
+                        stat = entry.stat()
+                        batch = Batch(
+                            day, entry.name, Path(entry.path), stat.st_size, stat.st_mtime_ns
+                        )
+                        pairs.append(f"{batch.name}\t{batch.version}")
                         continue
-                    stat = entry.stat()
-                except FileNotFoundError:
+                except FileNotFoundError:  # removed since the listing
                     continue
-                batch = Batch(day, entry.name, Path(entry.path), stat.st_size, stat.st_mtime_ns)
-                pairs.append(f"{batch.name}\t{batch.version}")
+                except OSError:  # a link that loops or cannot be followed: described below
+                    pass
+                unusable.append(f"{name}/{entry.name} ({describe(Path(entry.path))})")
     except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        unusable.append(f"{name} ({describe(directory)})")
         return None
     pairs.sort()
     digest = hashlib.sha1("\n".join(pairs).encode(), usedforsecurity=False).hexdigest()
@@ -348,12 +368,17 @@ def landing_zone_sensor(
         plan = plan_tick(orders_root, context.cursor, now)
     if plan.cursor_reset:
         context.log.warning("Unreadable cursor: rescanning the landing zone from the start.")
+    # Entries that are never staged, said on every tick until someone moves them away.
+    odd = []
     if plan.skipped:
-        context.log.info(
-            f"Skipped {len(plan.skipped)} directories in {orders_root} that are not an order day "
-            f"of the partitions (YYYY-MM-DD from {HISTORY_START} to today, UTC): "
-            f"{_names(plan.skipped)}"
+        odd.append(
+            f"{_names(plan.skipped)}: not an order day of the partitions ({DAY_FOLDER_RULE}, "
+            f"from {HISTORY_START} to today, UTC), never requested"
         )
+    if plan.unusable:
+        odd.append(f"{_names(plan.unusable)}: not a day folder or batch file that can be read")
+    for line in odd:
+        context.log.warning(f"In {orders_root}: {line}.")
     if plan.waiting:
         context.log.info(
             f"Waiting for {_names(plan.waiting)} to close: its partition exists from midnight UTC."
@@ -367,6 +392,7 @@ def landing_zone_sensor(
         return dg.SensorResult(
             skip_reason=dg.SkipReason(
                 f"No new or replaced batch files in {orders_root} ({plan.listed} days listed)."
+                + "".join(f" {line}." for line in odd)
             ),
             cursor=plan.cursor,
         )

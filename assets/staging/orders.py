@@ -10,7 +10,7 @@ import time
 
 import dagster as dg
 
-from assets.metadata import markdown_preview
+from assets.metadata import markdown_list, markdown_preview
 from assets.staging.tables import (
     LINEITEM,
     ORDER_REJECTS,
@@ -106,8 +106,19 @@ def staging_orders(
     """Stage the window's landed order records: each one staged once or rejected with a reason."""
     window = context.partition_time_window
     start, end = window.start.date(), window.end.date()
-    batches = order_system.list_batches(start, end)
+    try:
+        listing = order_system.list_batches(start, end)
+    except OrderFileError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from error
+    batches = listing.batches
     context.log.info(f"Staging {len(batches)} batch files for order days {start} .. {end}")
+    if listing.ignored:
+        context.log.warning(
+            f"{len(listing.ignored)} landing entries are neither a day nor a batch and are never "
+            f"staged: {'; '.join(listing.ignored[:5])}"
+        )
+    if listing.empty_days:
+        context.log.warning(f"Day folders with no batch file: {', '.join(listing.empty_days[:5])}")
 
     started = time.perf_counter()
     read = staged = rejected = 0
@@ -134,7 +145,7 @@ def staging_orders(
         except OrderFileError as error:
             raise dg.Failure(description=str(error), allow_retries=False) from error
         elapsed = time.perf_counter() - started
-        yield from _results(con, start, end, len(batches), read, staged, rejected, elapsed)
+        yield from _results(con, start, end, listing, read, staged, rejected, elapsed)
 
 
 def _require_catalog(con) -> None:
@@ -159,7 +170,7 @@ def _scalar(con, sql: str, params: list) -> int:
     return con.execute(sql, params).fetchall()[0][0]
 
 
-def _results(con, start, end, files, read, staged, rejected, elapsed):
+def _results(con, start, end, listing, read, staged, rejected, elapsed):
     window = [start, end]
     lines = _scalar(
         con,
@@ -172,11 +183,18 @@ def _results(con, start, end, files, read, staged, rejected, elapsed):
         metadata={
             **common,
             "dagster/row_count": staged,
-            "files_read": files,
+            "files_read": len(listing.batches),
             "records_read": read,
             "records_staged": staged,
             "records_rejected": rejected,
             "orders_per_second": round(read / elapsed, 1) if elapsed else 0.0,
+            "empty_day_folders": markdown_list(
+                [
+                    f"orders/{day}/ holds no batch file: nothing to stage"
+                    for day in listing.empty_days
+                ]
+            ),
+            "ignored_entries": markdown_list(listing.ignored),
             "preview": markdown_preview(
                 con,
                 "select * from staging.orders where o_orderdate >= ? and o_orderdate < ? "

@@ -1,9 +1,8 @@
 """Set-based validation of raw order records in DuckDB: every record is staged or rejected.
 
 A chunk of raw records (`raw_chunk`: record_id, batch_day, source_file, line_number, raw_text,
-utf8_valid)
-goes through temporary tables: parse → type and range checks per field and line → known keys →
-totals tie out in TPC-H's integer-cent arithmetic → duplicates (first copy by file and line wins).
+read_problem) goes through temporary tables: parse → type and range checks per field and line →
+known keys → totals tie out in TPC-H's integer-cent arithmetic → duplicates (first copy by file and line wins).
 All SQL text is built from the field lists below, never from data; values are bound parameters.
 """
 
@@ -96,13 +95,13 @@ def line_cents_sql(ep: str, discount: str, tax: str) -> str:
 PARSE_SQL = f"""
 create or replace temp table parsed as
 select record_id, batch_day, source_file, line_number, doc,
-    case when not utf8_valid then 'not valid UTF-8'
+    case when read_problem is not null then read_problem
          when doc is null and not is_object then 'not a JSON object'
          when doc is null then 'malformed JSON' end as parse_error
 from (
-    select record_id, batch_day::DATE as batch_day, source_file, line_number, utf8_valid,
+    select record_id, batch_day::DATE as batch_day, source_file, line_number, read_problem,
         starts_with(ltrim(raw_text), '{{') as is_object,
-        case when utf8_valid and starts_with(ltrim(raw_text), '{{')
+        case when read_problem is null and starts_with(ltrim(raw_text), '{{')
              then try(json_transform(raw_text, '{_transform_spec()}')) end as doc
     from raw_chunk
 )
