@@ -76,6 +76,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a timeout in seconds (more than 0): {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of orderflow-sim."""
     common = argparse.ArgumentParser(add_help=False)
@@ -175,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     carrier.add_argument(
         "--request-timeout",
-        type=_seconds,
+        type=_timeout,
         default=30.0,
         metavar="S",
         help="seconds a client has to send its request, and to take the answer (default: 30)",

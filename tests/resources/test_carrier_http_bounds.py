@@ -185,7 +185,8 @@ def test_slow_and_idle_connections_are_cut_and_cannot_starve_a_request(tmp_path)
             for sock in idle + slow:
                 sock.close()
         assert len(cut) == len(idle) + len(slow)
-        # At most `workers` connections were being served at once (plus the trickler itself).
-        assert threads_most[0] <= workers + 1
+        # At most `workers` connections were being served at once: besides them, only the
+        # trickler and, for an instant, a worker thread ending as the next one starts.
+        assert threads_most[0] <= workers + 2
         # Cut long before a client trickling for a minute (1200 bytes) would have been.
         assert sent_most[0] < 1200

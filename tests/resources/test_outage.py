@@ -6,10 +6,12 @@ outside system's state from the command line between calls: no restart, no run c
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from resources import faults as faults_module
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting, entries_to_frame
@@ -17,6 +19,7 @@ from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.inventory import ReservationRequest, SqlInventory, StockItem
 from resources.notifier import REJECTED, SENT, MaildirNotifier, Message
+from resources.notifier_smtp import SmtpNotifier
 from resources.sql import sqlite_url
 from simulator.cli import main
 
@@ -102,6 +105,44 @@ def test_notifier_fails_while_down_and_works_after_up_but_admin_alerts_always_go
     outage("notifier", "--up", "--reject", "shipped:2")
     sent, bounced = notifier.send([mail("shipped:1"), mail("shipped:2")])
     assert (sent.status, bounced.status) == (SENT, REJECTED)
+
+
+class Accepted:
+    """An aiosmtpd handler that accepts every message and keeps the recipients."""
+
+    def __init__(self):
+        self.recipients: list[list[str]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.recipients.append(list(envelope.rcpt_tos))
+        return "250 OK"
+
+
+def test_smtp_notifier_outage_holds_back_customer_mail_not_admin_alerts(data):
+    handler = Accepted()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        notifier = SmtpNotifier(
+            host="127.0.0.1",
+            port=port,
+            timeout_seconds=5.0,
+            sent_log_url=sqlite_url(data / "systems" / "notifier.sqlite"),
+            admin_address="ops@orderflow.example",
+        )
+        outage("notifier", "--down")
+        with pytest.raises(SystemUnavailable, match="notifier is down"):
+            notifier.send([mail("shipped:1")])
+        assert notifier.alert("run-failure:1", DAY, "Run failed", "notifier is down").status == SENT
+        assert handler.recipients == [["ops@orderflow.example"]]
+        outage("notifier", "--up")
+        assert notifier.send([mail("shipped:1")])[0].status == SENT
+        assert handler.recipients[1:] == [["ann@example.com"]]
+    finally:
+        controller.stop()
 
 
 def test_accounting_fails_while_down_and_works_after_up(data):
