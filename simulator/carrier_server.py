@@ -325,11 +325,14 @@ class CarrierHandler(BaseHTTPRequestHandler):
             raise BadRequest(f"body is not JSON: {error}") from error
 
     def _discard(self, length: int) -> None:
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
-            if not chunk:
-                return
-            length -= len(chunk)
+        try:
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    return
+                length -= len(chunk)
+        except OSError:  # the deadline (TimeoutError) included: answer what is wrong anyway
+            self.close_connection = True
 
     def _send(self, status: HTTPStatus, answer: dict, headers: dict[str, str] | None = None):
         body = json.dumps(answer).encode()
