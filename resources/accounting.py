@@ -155,11 +155,11 @@ class SqlAccounting(AccountingResource):
 
     def post_frame(self, lines: pd.DataFrame) -> int:
         """Post entries not posted before; return how many were new (see AccountingResource)."""
-        inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
+        faults = inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
         lines = lines.loc[:, list(LINE_COLUMNS)].reset_index(drop=True)
         if not len(lines):
             return 0
-        _validate(lines, set(self.faults.reject_keys))
+        _validate(lines, set(faults.reject_keys))
         return write_known_by_day(
             self._engine(), SYSTEM, "journal_entries", lambda conn, exact: _post(conn, lines, exact)
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -121,16 +122,6 @@ class Shipment:
 def request_to_json(request: ShipmentRequest) -> dict:
     """The request as the HTTP API's JSON object."""
     return asdict(request)
-
-
-def request_from_json(data: dict) -> ShipmentRequest:
-    """A request from the HTTP API's JSON object."""
-    return ShipmentRequest(
-        order_key=int(data["order_key"]),
-        order_day=str(data["order_day"]),
-        destination=str(data["destination"]),
-        lines=tuple(ShipmentLine(**line) for line in data["lines"]),
-    )
 
 
 def shipment_to_json(shipment: Shipment) -> dict:
@@ -261,11 +252,21 @@ def answers_to_frame(answers: Sequence[Shipment]) -> pd.DataFrame:
 
 
 class CarrierBook:
-    """The carrier's side: decides and stores shipments in SQL (SQLite file by default)."""
+    """The carrier's side: decides and stores shipments in SQL (SQLite file by default).
 
-    def __init__(self, url: str, faults: FaultInjection | None = None):
+    Its outage state (`orderflow-sim outage carrier`) is read from `systems_dir` at every call
+    (default: the pipeline's data dir), so the in-process and the HTTP carrier share it.
+    """
+
+    def __init__(
+        self, url: str, faults: FaultInjection | None = None, systems_dir: Path | None = None
+    ):
         self.url = url
         self.faults = faults or FaultInjection()
+        self.systems_dir = systems_dir
+
+    def _inject(self) -> FaultInjection:
+        return inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM), self.systems_dir)
 
     def _engine(self) -> sa.Engine:
         engine = engine_for(self.url)
@@ -321,7 +322,7 @@ class CarrierBook:
         lines (LINE_COLUMNS + PLAN_COLUMNS) grouped by order in the same order. An order asked
         before gets its first answer and stored lines back; nothing about it is written again.
         """
-        inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+        refused = set(self._inject().reject_keys)
         # Days as text once per order here, not once per line below.
         orders = orders.reset_index(drop=True).astype({"order_key": "int64", "order_day": str})
         lines = lines.reset_index(drop=True).astype(
@@ -331,14 +332,14 @@ class CarrierBook:
             self._engine(),
             SYSTEM,
             "shipments",
-            lambda conn, exact: self._ship(conn, orders, lines, exact),
+            lambda conn, exact: self._ship(conn, orders, lines, exact, refused),
         )
 
-    def _ship(self, conn, orders: pd.DataFrame, lines: pd.DataFrame, exact: bool):
+    def _ship(self, conn, orders: pd.DataFrame, lines: pd.DataFrame, exact: bool, refused: set):
         known, known_lines = _known(conn, orders, exact)
         new_orders = orders[~orders["order_key"].isin(known["order_key"])].reset_index(drop=True)
         new_lines = lines[lines["order_key"].isin(new_orders["order_key"])].reset_index(drop=True)
-        reasons = self._refusals(new_orders, new_lines)
+        reasons = _refusals(new_orders, new_lines, refused)
         status = np.where(reasons.isna(), SHIPPED, REFUSED).astype(object)
         tracking = np.where(
             status == SHIPPED, tracking_numbers(new_orders["order_key"].to_numpy()), None
@@ -409,30 +410,9 @@ class CarrierBook:
         all_lines = pd.concat([known_lines, new_lines[known_lines.columns]], ignore_index=True)
         return answers, _in_order(all_lines, order_index)
 
-    def _refusals(self, orders: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
-        """Why the carrier refuses each new order (None: it ships)."""
-        reasons = pd.Series(None, index=orders.index, dtype=object)
-        unknown = ~lines["ship_mode"].isin(list(TRANSIT_DAYS))
-        if unknown.any():
-            modes = (
-                lines[unknown]
-                .groupby("order_key")["ship_mode"]
-                .agg(lambda found: ", ".join(sorted(set(found))))
-            )
-            offered = orders["order_key"].map(modes)
-            reasons[offered.notna()] = (
-                "carrier does not offer ship mode " + offered[offered.notna()]
-            )
-        reasons[~orders["order_key"].isin(lines["order_key"])] = "shipment has no lines"
-        if self.faults.reject_keys:
-            rejected = orders["order_key"].astype(str).isin(list(self.faults.reject_keys))
-            reasons[rejected] = "carrier refused the shipment (injected refusal for this order key)"
-        # Missing reasons as None, never NaN: a driver may store NaN as text ('NaN' on PostgreSQL).
-        return reasons.astype(object).where(reasons.notna(), None)
-
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""
-        inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+        self._inject()
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(
                 sa.text(
@@ -445,6 +425,26 @@ class CarrierBook:
         for day, status, count in rows:
             summary.setdefault(day, {})[status] = count
         return summary
+
+
+def _refusals(orders: pd.DataFrame, lines: pd.DataFrame, refused: set[str]) -> pd.Series:
+    """Why the carrier refuses each new order (None: it ships); `refused`: order keys it refuses."""
+    reasons = pd.Series(None, index=orders.index, dtype=object)
+    unknown = ~lines["ship_mode"].isin(list(TRANSIT_DAYS))
+    if unknown.any():
+        modes = (
+            lines[unknown]
+            .groupby("order_key")["ship_mode"]
+            .agg(lambda found: ", ".join(sorted(set(found))))
+        )
+        offered = orders["order_key"].map(modes)
+        reasons[offered.notna()] = "carrier does not offer ship mode " + offered[offered.notna()]
+    reasons[~orders["order_key"].isin(lines["order_key"])] = "shipment has no lines"
+    if refused:
+        rejected = orders["order_key"].astype(str).isin(list(refused))
+        reasons[rejected] = "carrier refused the shipment (injected refusal for this order key)"
+    # Missing reasons as None, never NaN: a driver may store NaN as text ('NaN' on PostgreSQL).
+    return reasons.astype(object).where(reasons.notna(), None)
 
 
 def _in_order(frame: pd.DataFrame, orders: pd.Index) -> pd.DataFrame:

@@ -3,7 +3,8 @@
 Requests go out in batches, one POST each, and the answers are concatenated in request order. The
 carrier is idempotent by order key, so a batch whose answer was lost (a timeout, a 503) is safe to
 send again: transient failures raise `SystemUnavailable` for the asset's RetryPolicy, refusals of
-the request itself (401, 400, ...) raise `SystemRefused`, since no retry can fix them.
+the request itself (a 4xx but 408 and 429, a redirect) raise `SystemRefused` with the server's
+message, since no retry can fix them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ from resources.faults import SystemRefused, SystemUnavailable
 from resources.sql import chunks
 
 TOKEN_ENV = "ORDERFLOW_CARRIER_TOKEN"
+FIX_URL = "check the carrier resource's base_url and that client and server versions match"
+FIX_TOKEN = f"check {TOKEN_ENV}, the bearer token the carrier server was started with"
+FIX_REQUEST = "the request itself is wrong: fix the data it names (no retry can help)"
+FIXES = {
+    401: FIX_TOKEN,
+    403: FIX_TOKEN,
+    404: FIX_URL,
+    405: FIX_URL,
+    413: "lower the carrier resource's batch_size",
+}
 
 
 class HttpCarrier(CarrierResource):
@@ -101,19 +112,16 @@ class HttpCarrier(CarrierResource):
                 f"{SYSTEM} unreachable at {url}: {type(error).__name__}"
             ) from error
         status = response.status_code
-        if status >= 500 or status == 429:
+        # 408 and 429 are the server's "not now": transient like a 5xx. Any other 4xx is the
+        # server's verdict on this request, which a retry would only repeat.
+        if status >= 500 or status in (408, 429):
             raise SystemUnavailable(
                 f"{SYSTEM} at {url} answered HTTP {status}: {_error_text(response)}"
-            )
-        if status in (401, 403):
-            raise SystemRefused(
-                f"{SYSTEM} at {url} answered HTTP {status} ({_error_text(response)}): "
-                f"check {TOKEN_ENV}, the bearer token the carrier server was started with"
             )
         if status >= 300:
             raise SystemRefused(
                 f"{SYSTEM} at {url} answered HTTP {status} ({_error_text(response)}): "
-                "check the carrier resource's base_url and that client and server versions match"
+                f"{FIXES.get(status, FIX_URL if status < 400 else FIX_REQUEST)}"
             )
         try:
             return response.json()

@@ -212,8 +212,8 @@ class SqlInventory(InventoryResource):
         create_schema(engine, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
         return engine
 
-    def _inject(self) -> None:
-        inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
+    def _inject(self) -> FaultInjection:
+        return inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
 
     def seed_stock(self, items: Sequence[StockItem]) -> int:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""
@@ -241,9 +241,8 @@ class SqlInventory(InventoryResource):
 
     def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
         """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
-        self._inject()
+        refused = set(self._inject().reject_keys)
         frame = _request_frame(lines)
-        refused = set(self.faults.reject_keys)
         if refused:
             for order, number in zip(
                 frame["order_key"].tolist(), frame["line_number"].tolist(), strict=True

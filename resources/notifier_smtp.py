@@ -81,8 +81,13 @@ class SmtpNotifier(NotifierResource):
         A transient reply (4xx) to one message does not stop the others: they are sent and recorded,
         then `SystemUnavailable` is raised so that a retry sends the deferred ones.
         """
-        inject(SYSTEM, self.faults, fault_state_file(self.sent_log_url, SYSTEM))
-        refused = set(self.faults.reject_keys)
+        faults = inject(SYSTEM, self.faults, fault_state_file(self.sent_log_url, SYSTEM))
+        return self._send(messages, set(faults.reject_keys))
+
+    def _send_alert(self, message: Message) -> Delivery:
+        return self._send([message], set())[0]
+
+    def _send(self, messages: Sequence[Message], refused: set[str]) -> list[Delivery]:
         engine = engine_for(self.sent_log_url)
         create_schema(engine, SCHEMA, SYSTEM)
         known = _sent_before(engine, [m.key for m in messages if m.key not in refused])

@@ -1,4 +1,4 @@
-"""`orderflow-sim`: generate the store, land days, catch up, land orders live, serve the carrier.
+"""`orderflow-sim`: generate the store, land days and live orders, serve the carrier, set outages.
 
 Exit codes: 0 success, 2 a request that cannot be served as asked (store already present without
 --force, no store yet, a date inside the history, bad options); the message says how to fix it.
@@ -8,13 +8,23 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+from orchestration_defs import settings
 from simulator.days import catch_up, simulate_day, yesterday_utc
 from simulator.errors import SimulatorError
 from simulator.history import generate_store
 from simulator.live import run_live, stop_on_signals
+from simulator.outages import (
+    SYSTEMS,
+    Outage,
+    OutageStateError,
+    outage_path,
+    read_outage,
+    write_outage,
+)
 from simulator.paths import default_data_dir
 
 EXIT_USAGE = 2
@@ -63,6 +73,13 @@ def _seconds(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"not a duration in seconds: {text!r}")
+    return value
+
+
+def _timeout(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a timeout in seconds (more than 0): {text!r}")
     return value
 
 
@@ -148,14 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
     carrier = commands.add_parser(
         "carrier",
         help="serve the carrier's HTTP API (bearer token from $ORDERFLOW_CARRIER_TOKEN if set)",
+        description=(
+            "Serve the carrier's HTTP API. Its outage state is switched with "
+            "`orderflow-sim outage carrier`; the fault options below hold for the server's life."
+        ),
     )
     carrier.add_argument("--port", type=_port, required=True, metavar="N")
     carrier.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    carrier.add_argument("--data-dir", type=Path, default=None, help=PIPELINE_DATA_DIR_HELP)
     carrier.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="data dir (default: $ORDERFLOW_DATA_DIR, else ./data)",
+        "--max-connections",
+        type=_positive,
+        default=32,
+        metavar="N",
+        help="requests served at once; more wait their turn (default: 32)",
+    )
+    carrier.add_argument(
+        "--request-timeout",
+        type=_timeout,
+        default=30.0,
+        metavar="S",
+        help="seconds a client has to send its request, and to take the answer (default: 30)",
+    )
+    carrier.add_argument(
+        "--max-body-bytes",
+        type=_positive,
+        default=16 * 1024 * 1024,
+        metavar="N",
+        help="largest request body accepted (default: 16 MiB; a 5000-order batch is ~2 MB)",
     )
     carrier.add_argument(
         "--database",
@@ -193,14 +230,103 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ORDERKEY",
         help="refuse these orders' shipments",
     )
+
+    outage = commands.add_parser(
+        "outage",
+        help="switch an outside system's faults on or off, or show them",
+        description=(
+            "Set or show the faults of an outside system: a state of the system, read by the "
+            "pipeline's backends (and the carrier's HTTP server) at every call, so a running "
+            "`dagster dev` sees a change at once. Each option changes its own fault and keeps the "
+            "others; without options (or with --show) the state is printed."
+        ),
+    )
+    outage.add_argument(
+        "system",
+        nargs="?",
+        choices=SYSTEMS,
+        metavar="SYSTEM",
+        help=f"one of {', '.join(SYSTEMS)} (none: show every system)",
+    )
+    switch = outage.add_mutually_exclusive_group()
+    switch.add_argument(
+        "--down",
+        action="store_true",
+        help="fail every call (transient: steps retry, then the run fails and an admin is alerted)",
+    )
+    switch.add_argument("--up", action="store_true", help="end the outage (other faults stay)")
+    outage.add_argument(
+        "--slow", type=_seconds, default=None, metavar="S", help="wait S seconds per call (0: off)"
+    )
+    outage.add_argument(
+        "--error-rate",
+        type=_fraction,
+        default=None,
+        metavar="P",
+        help="fail calls transiently with probability P (0: off)",
+    )
+    outage.add_argument(
+        "--reject",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help=(
+            "refuse these idempotency keys for good (they replace the refused keys): inventory "
+            "ORDER:LINE, carrier ORDER (the shipment is refused and compensated), notifier a "
+            "message key (it bounces), accounting an entry key"
+        ),
+    )
+    outage.add_argument("--clear", action="store_true", help="turn all the system's faults off")
+    outage.add_argument("--show", action="store_true", help="print the state (the default)")
+    outage.add_argument("--data-dir", type=Path, default=None, help=PIPELINE_DATA_DIR_HELP)
     return parser
 
 
-def _serve_carrier(args: argparse.Namespace, data_dir: Path) -> int:
+PIPELINE_DATA_DIR_HELP = (
+    "data dir (default: the pipeline's, $ORDERFLOW_DATA_DIR, else data/ in the project)"
+)
+
+
+def _pipeline_data_dir(args: argparse.Namespace) -> Path:
+    # The outside systems' state must be the one the pipeline reads, wherever this runs from.
+    return args.data_dir or settings.data_dir()
+
+
+def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    changes: dict[str, object] = {}
+    if args.down or args.up:
+        changes["down"] = args.down
+    if args.slow is not None:
+        changes["slow_seconds"] = args.slow
+    if args.error_rate is not None:
+        changes["error_rate"] = args.error_rate
+    if args.reject is not None:
+        changes["reject_keys"] = tuple(dict.fromkeys(args.reject))
+    change = bool(changes) or args.clear
+    if change and args.system is None:
+        parser.error(
+            "outage: name the SYSTEM whose faults to change, e.g. "
+            "`orderflow-sim outage inventory --down`"
+        )
+    systems_dir = _pipeline_data_dir(args) / "systems"
+    try:
+        for system in [args.system] if args.system else SYSTEMS:
+            path = outage_path(systems_dir, system)
+            if change:
+                before = Outage() if args.clear else read_outage(path)
+                write_outage(path, replace(before, **changes))
+            print(f"{system}: {read_outage(path).describe()}", flush=True)
+    except OutageStateError as exc:
+        _stderr(f"orderflow-sim: error: {exc}")
+        return EXIT_USAGE
+    return 0
+
+
+def _serve_carrier(args: argparse.Namespace) -> int:
     # Imported here: the other commands need neither Dagster nor SQLAlchemy, and start faster.
     from resources.faults import FaultInjection
     from resources.sql import sqlite_url
-    from simulator.carrier_server import run
+    from simulator.carrier_server import Limits, run
 
     faults = FaultInjection(
         down=args.down,
@@ -209,7 +335,8 @@ def _serve_carrier(args: argparse.Namespace, data_dir: Path) -> int:
         error_rate=args.error_rate,
         reject_keys=args.reject,
     )
-    database = args.database or sqlite_url((data_dir / "systems" / "carrier.sqlite").absolute())
+    systems_dir = _pipeline_data_dir(args).absolute() / "systems"
+    database = args.database or sqlite_url(systems_dir / "carrier.sqlite")
     try:
         run(
             args.host,
@@ -218,6 +345,12 @@ def _serve_carrier(args: argparse.Namespace, data_dir: Path) -> int:
             faults,
             token=os.environ.get("ORDERFLOW_CARRIER_TOKEN") or None,
             on_ready=lambda url: print(f"carrier listening on {url}", flush=True),
+            systems_dir=systems_dir,
+            limits=Limits(
+                max_connections=args.max_connections,
+                request_timeout=args.request_timeout,
+                max_body_bytes=args.max_body_bytes,
+            ),
         )
     except OSError as exc:
         _stderr(
@@ -249,10 +382,13 @@ def _live(args: argparse.Namespace, data_dir: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run orderflow-sim with `argv` (default: the command line) and return the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
     if args.command == "carrier":
-        return _serve_carrier(args, data_dir)
+        return _serve_carrier(args)
+    if args.command == "outage":
+        return _outage(args, parser)
     if args.command == "live":
         return _live(args, data_dir)
     defects = {

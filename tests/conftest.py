@@ -44,7 +44,9 @@ def _isolated_dagster_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     os.environ["DAGSTER_HOME"] = str(home)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    os.environ.pop("ORDERFLOW_DATA_DIR", None)
+    # The pipeline's default data dir is an empty one of the session's: nothing a test runs reads
+    # or writes the repo's data/ (where a developer's outage state, for one, may be switched on).
+    os.environ["ORDERFLOW_DATA_DIR"] = str(tmp_path_factory.mktemp("default-data"))
     os.environ.pop("ORDERFLOW_WAREHOUSE", None)
 
 

@@ -9,6 +9,7 @@ import dagster as dg
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
+from orchestration_defs.jobs import order_to_cash_job
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier
 from resources.faults import FaultInjection
@@ -82,6 +83,20 @@ def fulfill(
         **partition_kwargs(start, end),
         **kwargs,
     )
+
+
+def order_to_cash_for(data_dir: str) -> dg.JobDefinition:
+    """`order_to_cash_job` over the local backends in `data_dir`, as the code location wires it.
+
+    The target of `dg.build_reconstructable_job("tests.helpers", "order_to_cash_for", ...)`, for
+    runs that `dg.execute_job` launches and re-executes on a persistent instance.
+    """
+    return dg.Definitions(
+        assets=[staging_catalog, staging_orders, *FULFILLMENT_ASSETS],
+        jobs=[order_to_cash_job],
+        resources=resources_for(Path(data_dir)),
+        executor=dg.in_process_executor,
+    ).resolve_job_def("order_to_cash_job")
 
 
 def load_catalog(data: Path) -> dg.ExecuteInProcessResult:

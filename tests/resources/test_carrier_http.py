@@ -20,6 +20,7 @@ from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest, reque
 from resources.carrier_http import HttpCarrier
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.sql import sqlite_url
+from simulator.cli import main
 
 SIM = Path(sys.executable).with_name("orderflow-sim")
 TOKEN = "s3cret-carrier-token"
@@ -34,8 +35,13 @@ def free_port() -> int:
 class Carrier:
     """A running `orderflow-sim carrier` process over its own data dir."""
 
-    def __init__(self, root: Path, *options: str, token: str | None = None):
-        self.data_dir = root / "data"
+    def __init__(
+        self, root: Path, *options: str, token: str | None = None, default_data_dir: bool = False
+    ):
+        # default_data_dir: no --data-dir, so the server finds the pipeline's ($ORDERFLOW_DATA_DIR).
+        self.data_dir = (
+            Path(os.environ["ORDERFLOW_DATA_DIR"]) if default_data_dir else root / "data"
+        )
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.stderr = root / "carrier.stderr"
@@ -50,8 +56,7 @@ class Carrier:
                     "carrier",
                     "--port",
                     str(self.port),
-                    "--data-dir",
-                    str(self.data_dir),
+                    *([] if default_data_dir else ["--data-dir", str(self.data_dir)]),
                     *options,
                 ],
                 stdout=subprocess.PIPE,
@@ -102,8 +107,8 @@ def start_carrier(tmp_path):
     """Start carrier servers for one test; all are stopped at its end."""
     started: list[Carrier] = []
 
-    def start(*options: str, token: str | None = None) -> Carrier:
-        carrier = Carrier(tmp_path / f"carrier-{len(started)}", *options, token=token)
+    def start(*options: str, **kwargs) -> Carrier:
+        carrier = Carrier(tmp_path / f"carrier-{len(started)}", *options, **kwargs)
         started.append(carrier)
         return carrier
 
@@ -259,6 +264,35 @@ def test_an_outage_of_one_call_fails_once_then_recovers(start_carrier):
         http.create_shipments(requests_for(701))
     [answer] = http.create_shipments(requests_for(701))
     assert answer.status == "shipped"
+
+
+def test_the_server_reads_the_outage_state_at_each_call(start_carrier, tmp_path, monkeypatch):
+    # As under `make dev`: neither the server nor the command is told the data dir.
+    monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(tmp_path / "pipeline-data"))
+    carrier = start_carrier(default_data_dir=True)
+    http = HttpCarrier(base_url=carrier.base_url, timeout_seconds=1)
+
+    def outage(*args: str) -> None:
+        assert main(["outage", "carrier", *args]) == 0
+
+    outage("--down")
+    with pytest.raises(SystemUnavailable, match=r"503.*carrier is down.*--up"):
+        http.create_shipments(requests_for(1001))
+    outage("--up")
+    [first] = http.create_shipments(requests_for(1001))
+    assert first.status == "shipped"
+    # Slower than the client waits: the timeout is transient, and the retry ships nothing twice.
+    outage("--slow", "3")
+    with pytest.raises(SystemUnavailable, match="Timeout"):
+        http.create_shipments(requests_for(1002))
+    outage("--clear")
+    [second] = http.create_shipments(requests_for(1002))
+    assert second.status == "shipped"
+    outage("--reject", "1003")
+    [refused] = http.create_shipments(requests_for(1003))
+    assert refused.status == "refused"
+    assert http.create_shipments(requests_for(1001, 1002)) == [first, second]
+    assert carrier.row_counts()[0] == 3
 
 
 def test_the_token_is_required_when_the_server_has_one(start_carrier, monkeypatch):
