@@ -14,10 +14,13 @@ os.environ.setdefault("ORDERFLOW_RETRY_DELAY_S", "0.1")
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
+from orchestration_defs.settings import PROJECT_ROOT
 from simulator.history import find_tpchgen, generate_store
 from tests.helpers import (
     HISTORY_END,
@@ -38,14 +41,26 @@ def postgres_server():
     yield from running_server()
 
 
+def dagster_home(root: Path) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml: the instance users run (run-sharded SQLite)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
+    return root
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_dagster_home(tmp_path_factory):
     """Keep every Dagster instance and temporary file of the session out of the repo."""
-    home = tmp_path_factory.mktemp("dagster_home")
-    os.environ["DAGSTER_HOME"] = str(home)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(dagster_home(tmp_path_factory.mktemp("dagster_home")))
     os.environ.pop("ORDERFLOW_DATA_DIR", None)
     os.environ.pop("ORDERFLOW_WAREHOUSE", None)
+
+
+@pytest.fixture
+def dagster_instance(tmp_path) -> Iterator[dg.DagsterInstance]:
+    """A new instance of the kind `make dev` runs, on its own DAGSTER_HOME, for one test."""
+    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path / "dagster_home"))) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")
