@@ -56,10 +56,19 @@ def _isolated_dagster_home(tmp_path_factory):
     os.environ.pop("ORDERFLOW_WAREHOUSE", None)
 
 
+@pytest.fixture(scope="session")
+def _new_dagster_home(tmp_path_factory) -> Path:
+    """A DAGSTER_HOME whose storage is created (and then closed), to copy for each test."""
+    home = dagster_home(tmp_path_factory.mktemp("new_dagster_home"))
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    return home
+
+
 @pytest.fixture
-def dagster_instance(tmp_path) -> Iterator[dg.DagsterInstance]:
+def dagster_instance(tmp_path, _new_dagster_home) -> Iterator[dg.DagsterInstance]:
     """A new instance of the kind `make dev` runs, on its own DAGSTER_HOME, for one test."""
-    with dg.DagsterInstance.from_config(str(dagster_home(tmp_path / "dagster_home"))) as instance:
+    home = shutil.copytree(_new_dagster_home, tmp_path / "dagster_home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
 
 
