@@ -60,10 +60,12 @@ def _dagster_dev(tmp_path, store_dir):
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "ORDERFLOW_DATA_DIR": str(data),
+        "ORDERFLOW_UI_URL": url,  # as `make dev` sets it
         "TMPDIR": str(tmp_path),
     }
     dagster = Path(sys.executable).parent / "dagster"
@@ -76,7 +78,6 @@ def _dagster_dev(tmp_path, store_dir):
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so that it stops with its children
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -257,6 +258,7 @@ query Logs($runId: ID!) {
 """
 
 
+ALERT_SENSORS = ("run_failure_alert_sensor", "blocking_check_alert_sensor")
 WORKER_STARTED = re.compile(r"Started process for run \(pid: (\d+)\)\.")
 
 
@@ -270,6 +272,31 @@ def worker_pid(events: list[dict]) -> int | None:
         if match := WORKER_STARTED.fullmatch(event.get("message") or ""):
             return int(match[1])
     return None
+
+
+TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 100) { status error { message } } } }
+  }
+}
+"""
+
+
+def sensor_ticks(url: str, sensor: str) -> list[dict]:
+    selector = {
+        "repositoryLocationName": "orderflow",
+        "repositoryName": "__repository__",
+        "sensorName": sensor,
+    }
+    found = graphql(url, TICKS, {"selector": selector})["sensorOrError"]
+    return found["sensorState"]["ticks"]
+
+
+def admin_alerts(data: Path) -> list[str]:
+    folder = data / "outbox" / ".admin" / "new"
+    return [p.read_text() for p in folder.iterdir()] if folder.is_dir() else []
 
 
 def outside_systems(data: Path, day: str) -> dict:
@@ -330,6 +357,20 @@ def test_a_run_killed_mid_step_does_not_block_the_next_run(dagster_dev, tmp_path
         f"\nrun worker killed mid-step: its run failed after {failed_after:.0f} s, "
         f"the next run of the day succeeded {recovered_after:.0f} s after the kill"
     )
+
+    # The alert sensors tick on this instance without error (twice at least: a tick after the
+    # first reads from its cursor), and the admin hears of the killed run with a link to it.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        alerted = [a for a in admin_alerts(data) if f"Run: {killed}" in a]
+        ticks = {s: sensor_ticks(url, s) for s in ALERT_SENSORS}
+        if alerted and all(len(t) >= 2 for t in ticks.values()):
+            break
+        time.sleep(2)
+    assert [t for s in ALERT_SENSORS for t in ticks[s] if t["status"] == "FAILURE"] == []
+    assert all(len(t) >= 2 for t in ticks.values()), ticks
+    (alert,) = alerted
+    assert f"Open the run: {url}/runs/{killed}" in alert
 
     clean = make_data_dir(tmp_path / "clean", store_dir)
     assert load_catalog(clean).success
