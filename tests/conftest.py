@@ -20,13 +20,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration_defs.settings import PROJECT_ROOT
 from simulator.history import find_tpchgen, generate_store
 from tests.helpers import (
     HISTORY_END,
     HISTORY_START,
     SCALE,
     check_outcomes,
+    dagster_home,
     fulfill,
     load_catalog,
     make_data_dir,
@@ -39,13 +39,6 @@ from tests.postgres import running_server
 def postgres_server():
     """A throwaway PostgreSQL server shared by the session (tests/postgres.py)."""
     yield from running_server()
-
-
-def dagster_home(root: Path) -> Path:
-    """A DAGSTER_HOME holding the project's dagster.yaml: the instance users run (run-sharded SQLite)."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
-    return root
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import fulfill, load_catalog, make_data_dir, query, stage
+from tests.helpers import dagster_home, fulfill, load_catalog, make_data_dir, query, stage
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = "2020-01-02"
@@ -56,9 +56,7 @@ def dagster_dev(tmp_path, store_dir):
 def _dagster_dev(tmp_path, store_dir):
     """Start `dagster dev` on a free loopback port over a new data dir; stop it afterwards."""
     data = make_data_dir(tmp_path / "data", store_dir)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    home = dagster_home(tmp_path / "dagster_home")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from orchestration_defs.definitions import defs
+from orchestration_defs.settings import PROJECT_ROOT
 from resources.faults import FaultInjection
 from resources.notifier import MaildirNotifier
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
-from orchestration_defs.settings import PROJECT_ROOT
 from tests.helpers import analyse, check_outcomes, fulfill, query, resources_for
 
 DAY = "2021-03-10"
