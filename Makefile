@@ -6,6 +6,8 @@ SCALE       ?= 0.01
 HOST        ?= 127.0.0.1
 PORT        ?= 3000
 DATA_DIR    := $(or $(ORDERFLOW_DATA_DIR),$(CURDIR)/data)
+# Where alert links point: the UI this `make dev` serves, unless a public address is set.
+UI_URL      := $(or $(ORDERFLOW_UI_URL),http://$(HOST):$(PORT))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: dev test install store lint bench clean
@@ -27,7 +29,8 @@ store: install
 dev: store
 	mkdir -p "$(DAGSTER_HOME)"
 	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	ORDERFLOW_DATA_DIR="$(DATA_DIR)" $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	ORDERFLOW_DATA_DIR="$(DATA_DIR)" ORDERFLOW_UI_URL="$(UI_URL)" \
+		$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

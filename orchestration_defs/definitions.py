@@ -63,7 +63,8 @@ def _carrier() -> CarrierResource:
 def _notifier() -> NotifierResource:
     common = {
         "admin_address": os.environ.get("ORDERFLOW_ADMIN_EMAIL", "ops@orderflow.example"),
-        "webhook_url": os.environ.get("ORDERFLOW_ALERT_WEBHOOK") or None,
+        # A chat webhook's URL is its credential.
+        "webhook_url": _secret("ORDERFLOW_ALERT_WEBHOOK"),
     }
     host = os.environ.get("ORDERFLOW_SMTP_HOST")
     if host:

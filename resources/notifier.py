@@ -112,7 +112,8 @@ class NotifierResource(dg.ConfigurableResource, ABC):
     sender: str = "Orderflow <orders@orderflow.example>"
     """The From: of every message."""
     webhook_url: str | None = None
-    """Admin alerts are also POSTed here as JSON when set (e.g. a chat webhook)."""
+    """Admin alerts are also POSTed here as JSON when set (e.g. a chat webhook). Its URL carries
+    its token: set it with dg.EnvVar("ORDERFLOW_ALERT_WEBHOOK") so it stays out of config."""
 
     @abstractmethod
     def send(self, messages: Sequence[Message]) -> list[Delivery]:

@@ -1,8 +1,9 @@
 """Alert sensors: an admin alert when a run fails, and when a blocking asset check fails.
 
 Alerts go through the notifier resource (Maildir `.admin` folder by default, SMTP and a webhook
-when configured). Each alert has an idempotency key (the run, or the check evaluation), so a
-sensor tick that is retried never alerts twice.
+when configured). Both watch failed runs through Dagster's run-status records, which every
+instance storage serves (run-sharded SQLite too). Each alert has an idempotency key (the run, or
+the run and the check), so a sensor tick that is retried never alerts twice.
 """
 
 from datetime import UTC, datetime
@@ -66,55 +67,34 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, notifier: Noti
     context.log.info(f"Alerted {notifier.admin_address} ({delivery.status}) about run {run.run_id}")
 
 
-@dg.sensor(
+@dg.run_failure_sensor(
     name="blocking_check_alert_sensor",
-    description="Send an admin alert when a blocking asset check fails.",
+    description="Send an admin alert for every blocking asset check that failed in a failed run.",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def blocking_check_alert_sensor(context: dg.SensorEvaluationContext, notifier: NotifierResource):
-    """Alert an admin about every failed blocking asset check since the last tick."""
-    if context.cursor is None:
-        # First tick: start from now rather than alerting about the whole history.
-        latest = context.instance.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION),
-            limit=1,
-            ascending=False,
-        )
-        context.update_cursor(str(latest[0].storage_id if latest else 0))
-        return dg.SkipReason("Started watching asset check evaluations.")
-    records = context.instance.get_event_records(
-        dg.EventRecordsFilter(
-            event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION,
-            after_cursor=int(context.cursor),
-        ),
-        limit=500,
-        ascending=True,
-    )
-    alerted = 0
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        evaluation = event.event_specific_data if event else None
-        if not isinstance(evaluation, dg.AssetCheckEvaluation):
-            continue
-        if evaluation.passed or not evaluation.blocking:
-            continue
+def blocking_check_alert_sensor(context: dg.RunFailureSensorContext, notifier: NotifierResource):
+    """Alert an admin about each failed blocking asset check of a failed run."""
+    # A failed blocking check (ERROR severity) fails its step, hence its run: watching failed runs
+    # through the run-status records sees every one of them, on every event log storage.
+    run = context.dagster_run
+    records = context.instance.get_records_for_run(
+        run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+    ).records
+    evaluations = [record.event_log_entry.dagster_event.event_specific_data for record in records]
+    failed = [e for e in evaluations if not e.passed and e.blocking]
+    link = f"{settings.ui_url()}/runs/{run.run_id}"
+    for evaluation in failed:
         asset = evaluation.asset_key.to_user_string()
         details = "\n".join(
             f"{name}: {value.value}" for name, value in (evaluation.metadata or {}).items()
         )
-        link = f"{settings.ui_url()}/runs/{record.run_id}"
+        partition = evaluation.partition or _partition(run.tags)
         notifier.alert(
-            f"check-failure:{record.storage_id}",
+            f"check-failure:{run.run_id}:{asset}:{evaluation.check_name}",
             _today(),
             f"Blocking check failed: {asset} {evaluation.check_name}",
-            f"Asset: {asset}\nCheck: {evaluation.check_name}\n"
-            f"Partition: {evaluation.partition or '(whole asset or range)'}\n{details}\n\n"
-            f"Open the run: {link}",
+            f"Asset: {asset}\nCheck: {evaluation.check_name}\nPartition: {partition}\n"
+            f"{details}\n\nOpen the run: {link}",
         )
-        alerted += 1
-    if records:
-        context.update_cursor(str(records[-1].storage_id))
-    if not alerted:
-        return dg.SkipReason(f"No failed blocking check among {len(records)} new evaluations.")
-    return None
+    context.log.info(f"Alerted about {len(failed)} failed blocking check(s) of run {run.run_id}")

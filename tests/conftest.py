@@ -14,8 +14,10 @@ os.environ.setdefault("ORDERFLOW_RETRY_DELAY_S", "0.1")
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from simulator.history import find_tpchgen, generate_store
@@ -24,6 +26,7 @@ from tests.helpers import (
     HISTORY_START,
     SCALE,
     check_outcomes,
+    dagster_home,
     fulfill,
     load_catalog,
     make_data_dir,
@@ -41,13 +44,27 @@ def postgres_server():
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_dagster_home(tmp_path_factory):
     """Keep every Dagster instance and temporary file of the session out of the repo."""
-    home = tmp_path_factory.mktemp("dagster_home")
-    os.environ["DAGSTER_HOME"] = str(home)
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(dagster_home(tmp_path_factory.mktemp("dagster_home")))
     # The pipeline's default data dir is an empty one of the session's: nothing a test runs reads
     # or writes the repo's data/ (where a developer's outage state, for one, may be switched on).
     os.environ["ORDERFLOW_DATA_DIR"] = str(tmp_path_factory.mktemp("default-data"))
     os.environ.pop("ORDERFLOW_WAREHOUSE", None)
+
+
+@pytest.fixture(scope="session")
+def _new_dagster_home(tmp_path_factory) -> Path:
+    """A DAGSTER_HOME whose storage is created (and then closed), to copy for each test."""
+    home = dagster_home(tmp_path_factory.mktemp("new_dagster_home"))
+    dg.DagsterInstance.from_config(str(home)).dispose()
+    return home
+
+
+@pytest.fixture
+def dagster_instance(tmp_path, _new_dagster_home) -> Iterator[dg.DagsterInstance]:
+    """A new instance of the kind `make dev` runs, on its own DAGSTER_HOME, for one test."""
+    home = shutil.copytree(_new_dagster_home, tmp_path / "dagster_home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -10,6 +11,7 @@ from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from orchestration_defs.jobs import order_to_cash_job
+from orchestration_defs.settings import PROJECT_ROOT
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier
 from resources.faults import FaultInjection
@@ -22,6 +24,13 @@ from resources.warehouse import WarehouseResource
 
 SCALE = 0.01
 HISTORY_START, HISTORY_END = "2020-01-01", "2026-08-02"
+
+
+def dagster_home(root: Path) -> Path:
+    """A DAGSTER_HOME holding the project's dagster.yaml: the instance users run (run-sharded SQLite)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
+    return root
 
 
 def make_data_dir(root: Path, store: Path) -> Path:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from orchestration_defs.definitions import defs
+from tests.helpers import dagster_home
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
@@ -60,7 +61,7 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
         "DAGSTER_HOME": str(tmp_path),
         "ORDERFLOW_DATA_DIR": str(tmp_path / "data"),
     }
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster_home(tmp_path)
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 from datetime import UTC, datetime
 
 import dagster as dg
 
 from orchestration_defs.definitions import defs
+from orchestration_defs.settings import PROJECT_ROOT
 from resources.faults import FaultInjection
 from resources.notifier import MaildirNotifier
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
@@ -41,67 +44,84 @@ def test_schedule_runs_yesterdays_partition_after_midnight_utc():
     assert schedule.evaluate_tick(context).run_requests[0].partition_key == "2026-12-31"
 
 
+def tick(sensor: dg.SensorDefinition, instance, outbox, cursor: str | None = None) -> str | None:
+    """Evaluate a sensor as the daemon does, on the given instance; the cursor it leaves."""
+    context = dg.build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        resources={"notifier": MaildirNotifier(outbox_dir=str(outbox))},
+    )
+    return sensor.evaluate_tick(context).cursor
+
+
 def test_a_failed_run_alerts_an_admin_with_job_partition_step_error_and_link(
-    copy_of_history, tmp_path
+    copy_of_history, tmp_path, dagster_instance, monkeypatch
 ):
-    instance = dg.DagsterInstance.ephemeral()
+    monkeypatch.setenv("ORDERFLOW_UI_URL", "http://ui.example:4321/")
+    outbox = tmp_path / "outbox"
+    cursor = tick(run_failure_alert_sensor, dagster_instance, outbox)  # starts watching
     result = fulfill(
         copy_of_history,
         DAY,
         faults={"inventory": FaultInjection(down=True)},
         raise_on_error=False,
-        instance=instance,
+        instance=dagster_instance,
     )
     assert not result.success
-    (entry,) = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    failure = entry.dagster_event
-    notifier = MaildirNotifier(outbox_dir=str(tmp_path / "outbox"))
-    context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor",
-        dagster_event=failure,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        resources={"notifier": notifier},
-    ).for_run_failure()
-    run_failure_alert_sensor(context)
-    run_failure_alert_sensor(context)  # a repeated tick alerts once
-    (alert,) = admin_mail(tmp_path / "outbox")
+    after = tick(run_failure_alert_sensor, dagster_instance, outbox, cursor)
+    tick(run_failure_alert_sensor, dagster_instance, outbox, cursor)  # a retried tick alerts once
+    tick(run_failure_alert_sensor, dagster_instance, outbox, after)  # nothing new
+    (alert,) = admin_mail(outbox)
     assert "Subject: [orderflow] Run failed: __ephemeral_asset_job__ 2021-03-10" in alert
     assert "fulfillment__inventory_stock" in alert
     assert "inventory is down" in alert
-    assert f"http://127.0.0.1:3000/runs/{result.run_id}" in alert
+    assert f"Open the run: http://ui.example:4321/runs/{result.run_id}\n" in alert
 
 
-def test_a_failed_blocking_check_alerts_an_admin(copy_of_fulfilled, tmp_path):
-    data = copy_of_fulfilled
-    instance = dg.DagsterInstance.ephemeral()
-    notifier = MaildirNotifier(outbox_dir=str(tmp_path / "outbox"))
-    context = dg.build_sensor_context(instance=instance, resources={"notifier": notifier})
-    # The first tick only starts watching.
-    assert isinstance(blocking_check_alert_sensor(context), dg.SkipReason)
-    cursor = context.cursor
+def test_make_dev_points_alert_links_at_the_ui_it_serves():
+    env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_UI_URL"}
+
+    def dagster_dev(*args: str, **extra: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "dev", *args],
+            cwd=PROJECT_ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        commands = done.stdout.replace("\\\n", " ").splitlines()
+        (line,) = [line for line in commands if " dev -w " in line]
+        return line
+
+    assert 'ORDERFLOW_UI_URL="http://127.0.0.1:3000"' in dagster_dev()
+    line = dagster_dev("HOST=dagster.lan", "PORT=4321")
+    assert 'ORDERFLOW_UI_URL="http://dagster.lan:4321"' in line
+    assert "-h dagster.lan -p 4321" in line
+    # Behind a proxy the public address is set by hand and wins.
+    line = dagster_dev("PORT=4321", ORDERFLOW_UI_URL="https://dagster.example.com")
+    assert 'ORDERFLOW_UI_URL="https://dagster.example.com"' in line
+
+
+def test_a_failed_blocking_check_alerts_an_admin(copy_of_fulfilled, tmp_path, dagster_instance):
+    data, outbox = copy_of_fulfilled, tmp_path / "outbox"
+    cursor = tick(blocking_check_alert_sensor, dagster_instance, outbox)  # starts watching
+    assert admin_mail(outbox) == []
     query(
         data,
         "insert into fulfillment.compensations (o_orderkey, o_orderdate, net_cents) "
         "values (-1, ?, 999)",
         [DAY],
     )
-    assert not analyse(data, DAY, raise_on_error=False, instance=instance).success
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"notifier": notifier}
-    )
-    blocking_check_alert_sensor(context)
-    alerts = admin_mail(tmp_path / "outbox")
-    assert len(alerts) == 1
-    assert (
-        "Blocking check failed: analytics/daily_sales revenue_agrees_with_fulfillment" in alerts[0]
-    )
-    assert DAY in alerts[0]
-    # The next tick has nothing new.
-    again = dg.build_sensor_context(
-        instance=instance, cursor=context.cursor, resources={"notifier": notifier}
-    )
-    assert isinstance(blocking_check_alert_sensor(again), dg.SkipReason)
+    result = analyse(data, DAY, raise_on_error=False, instance=dagster_instance)
+    assert not result.success
+    after = tick(blocking_check_alert_sensor, dagster_instance, outbox, cursor)
+    tick(blocking_check_alert_sensor, dagster_instance, outbox, cursor)  # a retried tick
+    tick(blocking_check_alert_sensor, dagster_instance, outbox, after)  # nothing new
+    (alert,) = admin_mail(outbox)
+    assert "Blocking check failed: analytics/daily_sales revenue_agrees_with_fulfillment" in alert
+    assert DAY in alert
+    assert f"http://127.0.0.1:3000/runs/{result.run_id}" in alert
 
 
 def reconcile(data, day, **kwargs):

@@ -28,10 +28,10 @@ OLD_DAYS = ["2026-08-03", "2026-08-04", "2026-08-05"]
 DAY_AGO_NS = 86_400 * 10**9
 
 
-@pytest.fixture(scope="module")
-def instance():
-    with dg.DagsterInstance.ephemeral() as instance:
-        yield instance
+@pytest.fixture
+def instance(dagster_instance):
+    """The kind of instance the sensor daemon of `make dev` evaluates the sensor on."""
+    return dagster_instance
 
 
 @pytest.fixture(autouse=True)
