@@ -12,13 +12,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Libraries that `import dagster` does not import itself, each costing 0.1-1 s: assets and
 # resources import them inside the functions that use them.
-HEAVY = ("matplotlib", "numpy", "pandas", "pyarrow", "requests", "sqlalchemy")
+HEAVY = ("matplotlib", "numpy", "pandas", "requests", "sqlalchemy")
 
 
 def _modules_after(statement: str) -> set[str]:
     """The top-level packages in `sys.modules` of a fresh interpreter after `statement`."""
     code = f"{statement}; import json, sys; print(json.dumps(sorted(sys.modules)))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
