@@ -44,8 +44,6 @@ class HttpCarrier(CarrierResource):
 
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""
-        import requests
-
         if self.batch_size < 1:
             raise SystemRefused(f"{SYSTEM}: batch_size must be at least 1, not {self.batch_size}")
         shipments: list[Shipment] = []
