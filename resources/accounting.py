@@ -10,11 +10,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
-import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
@@ -32,6 +30,12 @@ from resources.sql import (
     system_url,
     write_known_by_day,
 )
+
+# pandas, numpy and SQLAlchemy are imported inside the functions that use them: every process that
+# loads the definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 SYSTEM = "accounting"
 ACCOUNTS = ("receivable", "revenue", "tax_payable", "cost_of_goods", "inventory")
@@ -185,6 +189,8 @@ class SqlAccounting(AccountingResource):
         )
 
     def _totals(self, sql: str, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
+        import sqlalchemy as sa
+
         inject(SYSTEM, self.faults, fault_state_file(self._url(), SYSTEM))
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(sa.text(sql), {"a": start, "b": end}).fetchall()
@@ -193,6 +199,8 @@ class SqlAccounting(AccountingResource):
 
 def entries_to_frame(entries: Sequence[JournalEntry]) -> pd.DataFrame:
     """Journal entries as journal lines (LINE_COLUMNS), numbered from 1 within each entry."""
+    import pandas as pd
+
     return pd.DataFrame.from_records(
         [
             (e.key, number, e.order_key, e.day, e.kind, x.account, x.debit_cents, x.credit_cents)
@@ -205,6 +213,9 @@ def entries_to_frame(entries: Sequence[JournalEntry]) -> pd.DataFrame:
 
 def _validate(lines: pd.DataFrame, refused: set[str]) -> None:
     """Refuse the whole batch if any entry is rejected, unbalanced or names an unknown account."""
+    import numpy as np
+    import pandas as pd
+
     keys = lines["entry_key"]
     if refused:
         rejected = keys[keys.isin(list(refused))]
@@ -233,6 +244,9 @@ def _validate(lines: pd.DataFrame, refused: set[str]) -> None:
 
 def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
     """Store the entries whose keys are new (the first posting of a key wins)."""
+    import numpy as np
+    import pandas as pd
+
     entries = lines.drop_duplicates("entry_key")
     keys = entries["entry_key"]
     if exact:

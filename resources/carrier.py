@@ -14,11 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
-import sqlalchemy as sa
 
 from resources.faults import FaultInjection, inject
 from resources.sql import (
@@ -35,6 +33,13 @@ from resources.sql import (
     system_url,
     write_known_by_day,
 )
+
+# pandas, numpy and SQLAlchemy are imported inside the functions that use them: every process that
+# loads the definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
 
 SYSTEM = "carrier"
 SHIPPED, REFUSED = "shipped", "refused"
@@ -166,6 +171,8 @@ class CarrierResource(dg.ConfigurableResource, ABC):
 
 def _mix(values: np.ndarray, salt: int) -> np.ndarray:
     """A deterministic 64-bit hash per value (splitmix64), computed on whole arrays."""
+    import numpy as np
+
     with np.errstate(over="ignore"):
         z = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -178,12 +185,16 @@ TRACKING_SALT, HANDLING_SALT, TRANSIT_SALT = 1, 2, 3
 
 def tracking_numbers(order_keys: np.ndarray) -> np.ndarray:
     """The carrier's tracking number per order's consignment (deterministic)."""
+    import numpy as np
+
     digits = (_mix(order_keys, TRACKING_SALT) % np.uint64(10**12)).astype(np.int64)
     return np.array([f"OF{number:012d}" for number in digits.tolist()], dtype=object)
 
 
 def tracking_number(order_key: int) -> str:
     """The carrier's tracking number for an order's consignment (deterministic)."""
+    import numpy as np
+
     return str(tracking_numbers(np.array([order_key]))[0])
 
 
@@ -192,6 +203,9 @@ def plan(order_keys, order_days, line_numbers, ship_modes) -> tuple[np.ndarray, 
 
     All arguments are per line; the ship modes must be ones the carrier offers.
     """
+    import numpy as np
+    import pandas as pd
+
     keys = np.asarray(order_keys, dtype=np.int64)
     # Millions of lines share a few thousand days and seven modes: parse and format those once.
     day_codes, days = pd.factorize(np.asarray(order_days, dtype=object))
@@ -231,6 +245,8 @@ def requests_from_frame(lines: pd.DataFrame) -> list[ShipmentRequest]:
 
 def answers_to_frame(answers: Sequence[Shipment]) -> pd.DataFrame:
     """Answered lines as a frame: LINE_COLUMNS, PLAN_COLUMNS, ANSWER_COLUMNS."""
+    import pandas as pd
+
     return pd.DataFrame.from_records(
         [
             (
@@ -275,6 +291,8 @@ class CarrierBook:
 
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""
+        import pandas as pd
+
         first: dict[int, ShipmentRequest] = {}
         for request in requests:
             first.setdefault(request.order_key, request)
@@ -336,6 +354,9 @@ class CarrierBook:
         )
 
     def _ship(self, conn, orders: pd.DataFrame, lines: pd.DataFrame, exact: bool, refused: set):
+        import numpy as np
+        import pandas as pd
+
         known, known_lines = _known(conn, orders, exact)
         new_orders = orders[~orders["order_key"].isin(known["order_key"])].reset_index(drop=True)
         new_lines = lines[lines["order_key"].isin(new_orders["order_key"])].reset_index(drop=True)
@@ -412,6 +433,8 @@ class CarrierBook:
 
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""
+        import sqlalchemy as sa
+
         self._inject()
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(
@@ -429,6 +452,8 @@ class CarrierBook:
 
 def _refusals(orders: pd.DataFrame, lines: pd.DataFrame, refused: set[str]) -> pd.Series:
     """Why the carrier refuses each new order (None: it ships); `refused`: order keys it refuses."""
+    import pandas as pd
+
     reasons = pd.Series(None, index=orders.index, dtype=object)
     unknown = ~lines["ship_mode"].isin(list(TRANSIT_DAYS))
     if unknown.any():
@@ -449,6 +474,8 @@ def _refusals(orders: pd.DataFrame, lines: pd.DataFrame, refused: set[str]) -> p
 
 def _in_order(frame: pd.DataFrame, orders: pd.Index) -> pd.DataFrame:
     """Rows grouped by order, orders as in `orders`, rows of an order in their current order."""
+    import numpy as np
+
     position = orders.get_indexer(frame["order_key"])
     if len(position) and (position[1:] < position[:-1]).any():
         frame = frame.iloc[np.argsort(position, kind="stable")]
@@ -457,11 +484,15 @@ def _in_order(frame: pd.DataFrame, orders: pd.Index) -> pd.DataFrame:
 
 
 def _text(value) -> str | None:
+    import numpy as np
+
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Answers and lines stored before for the orders (exact), or for their order days (fast)."""
+    import pandas as pd
+
     line_sql = (
         "select l.order_key, l.line_number, l.quantity, l.ship_mode, l.ship_date,"
         " l.delivery_date from shipment_lines l "

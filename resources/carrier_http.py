@@ -10,8 +10,7 @@ message, since no retry can fix them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import requests
+from typing import TYPE_CHECKING
 
 from resources.carrier import (
     SYSTEM,
@@ -23,6 +22,11 @@ from resources.carrier import (
 )
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.sql import chunks
+
+# requests is imported inside the functions that use it: every process that loads the definitions
+# (each run, the code server, the daemon) would otherwise pay for it.
+if TYPE_CHECKING:
+    import requests
 
 TOKEN_ENV = "ORDERFLOW_CARRIER_TOKEN"
 FIX_URL = "check the carrier resource's base_url and that client and server versions match"
@@ -89,6 +93,8 @@ class HttpCarrier(CarrierResource):
             raise self._bad_answer("/v1/shipments/summary", error) from error
 
     def _session(self) -> requests.Session:
+        import requests
+
         session = requests.Session()
         # Proxies, .netrc credentials and CA bundles from the environment still apply; only our
         # own token is added here, in a header, so it never appears in a URL or a log line.
@@ -100,6 +106,8 @@ class HttpCarrier(CarrierResource):
         return self.base_url.rstrip("/") + path
 
     def _call(self, session: requests.Session, method: str, path: str, **kwargs) -> dict:
+        import requests
+
         url = self._url(path)
         try:
             # No redirects: a POST silently turned into a GET elsewhere would ship nothing.

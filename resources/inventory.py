@@ -19,11 +19,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
-import sqlalchemy as sa
 
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
@@ -43,6 +41,13 @@ from resources.sql import (
     write_known_by_day,
     write_transaction,
 )
+
+# pandas, numpy and SQLAlchemy are imported inside the functions that use them: every process that
+# loads the definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
 
 SYSTEM = "inventory"
 RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
@@ -150,6 +155,8 @@ class InventoryResource(dg.ConfigurableResource, ABC):
 
     def reserve(self, requests: Sequence[ReservationRequest]) -> list[Reservation]:
         """Decide each line in the order given (first come, first served); repeats keep their decision."""
+        import pandas as pd
+
         frame = pd.DataFrame.from_records(
             [
                 (r.order_key, r.line_number, r.order_day, r.partkey, r.suppkey, r.quantity)
@@ -217,6 +224,8 @@ class SqlInventory(InventoryResource):
 
     def seed_stock(self, items: Sequence[StockItem]) -> int:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""
+        import sqlalchemy as sa
+
         self._inject()
         engine = self._engine()
         rows = [
@@ -241,6 +250,8 @@ class SqlInventory(InventoryResource):
 
     def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
         """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
+        import numpy as np
+
         refused = set(self._inject().reject_keys)
         frame = _request_frame(lines)
         if refused:
@@ -260,6 +271,8 @@ class SqlInventory(InventoryResource):
 
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
         """Release reserved lines (order key, line number) back to stock; return how many changed."""
+        import sqlalchemy as sa
+
         self._inject()
         engine = self._engine()
         with write_transaction(engine, SYSTEM, "stock") as conn:
@@ -330,6 +343,8 @@ class SqlInventory(InventoryResource):
         )
 
     def _by_day(self, sql: str, start: str, end: str) -> dict[str, dict[str, tuple[int, int]]]:
+        import sqlalchemy as sa
+
         self._inject()
         with read_connection(self._engine(), SYSTEM) as conn:
             rows = conn.execute(sa.text(sql), {"a": start, "b": end}).fetchall()
@@ -340,6 +355,8 @@ class SqlInventory(InventoryResource):
 
     def overcommitted(self, limit: int = 20) -> list[tuple[int, int, int]]:
         """(part, supplier, available) where more is reserved than there is stock: should be none."""
+        import sqlalchemy as sa
+
         with read_connection(self._engine(), SYSTEM) as conn:
             return [
                 tuple(row)
@@ -354,6 +371,8 @@ class SqlInventory(InventoryResource):
 
     def stock_levels(self) -> list[tuple[int, int, int, int]]:
         """(part, supplier, base level, available) for every stocked pair."""
+        import sqlalchemy as sa
+
         with read_connection(self._engine(), SYSTEM) as conn:
             return [
                 tuple(row)
@@ -376,6 +395,9 @@ def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:
 
 def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarray:
     """Decisions for every row: known keys keep theirs, new keys are decided and stored."""
+    import numpy as np
+    import pandas as pd
+
     size = len(frame)
     keys = ["order_key", "line_number"]
     first = ~_duplicated(frame["order_key"], frame["line_number"])
@@ -402,6 +424,8 @@ def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarra
 
 def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFrame:
     """Decisions already stored for the frame's keys (exact), or for its order days (fast)."""
+    import pandas as pd
+
     if exact:
         _load_keys(
             conn,
@@ -437,6 +461,8 @@ def _register_orders(
     An order asked before keeps the day it was first asked under (its lines stay together);
     a new order is registered under the day of its first line in the batch.
     """
+    import pandas as pd
+
     orders = lines.drop_duplicates("order_key")[["order_key", "order_day"]]
     if exact:
         load_temp_table(
@@ -483,6 +509,9 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     is computed on whole arrays. The rest (a stretch that overflows, or stock above its base level
     after a release) are decided line by line.
     """
+    import numpy as np
+    import pandas as pd
+
     size = len(new)
     pairs = new[["partkey", "suppkey"]]
     stock = _stock_for(conn, pairs[~_duplicated(pairs["partkey"], pairs["suppkey"])])
@@ -648,6 +677,8 @@ def _packed(high: pd.Series, low: pd.Series) -> np.ndarray | None:
 
     Hashing one column is several times faster than hashing two (6 M lines per backfill).
     """
+    import numpy as np
+
     a, b = high.to_numpy(dtype=np.int64), low.to_numpy(dtype=np.int64)
     if not len(a) or min(a.min(), b.min()) < 0 or a.max() >= 1 << 40 or b.max() >= 1 << 23:
         return None
@@ -656,6 +687,8 @@ def _packed(high: pd.Series, low: pd.Series) -> np.ndarray | None:
 
 def _duplicated(high: pd.Series, low: pd.Series) -> np.ndarray:
     """Whether each (high, low) pair appeared earlier in the columns."""
+    import pandas as pd
+
     packed = _packed(high, low)
     if packed is None:
         return pd.DataFrame({"a": high, "b": low}).duplicated().to_numpy()
@@ -664,6 +697,8 @@ def _duplicated(high: pd.Series, low: pd.Series) -> np.ndarray:
 
 def _positions(known_a: pd.Series, known_b: pd.Series, a: pd.Series, b: pd.Series) -> np.ndarray:
     """Row of each (a, b) among the unique (known_a, known_b) pairs, -1 where it is not there."""
+    import pandas as pd
+
     packed, wanted = _packed(known_a, known_b), _packed(a, b)
     if packed is not None and wanted is not None:
         return pd.Index(packed).get_indexer(wanted)
@@ -677,6 +712,8 @@ def _decide_one_by_one(rows, pair, month, quantity, levels, status, restocks):
     Marks back-orders in `status`, appends (pair, month, quantity) to `restocks` and returns
     the pairs with their final available quantity and restock month.
     """
+    import numpy as np
+
     base_of, available_of, restocked_of = levels
     pairs, lefts, months = [], [], []
     current, level = -1, [0, 0, 0]
@@ -708,6 +745,8 @@ def _decide_one_by_one(rows, pair, month, quantity, levels, status, restocks):
 
 def _stock_for(conn: sa.Connection, pairs: pd.DataFrame) -> pd.DataFrame:
     """Stock rows of the requested pairs (all rows when most pairs are asked for)."""
+    import pandas as pd
+
     select = (
         "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month from stock s"
     )

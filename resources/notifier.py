@@ -14,14 +14,17 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import dagster as dg
-import pandas as pd
-import requests
 
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
+
+# pandas and requests are imported inside the functions that use them: every process that loads the
+# definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 SYSTEM = "notifier"
 SENT, REJECTED = "sent", "rejected"
@@ -86,6 +89,8 @@ def _item(name: str, digest: str, message: Message) -> maildir.Item:
 
 def post_webhook(url: str, subject: str, body: str, key: str, timeout: float = 10.0) -> None:
     """POST an admin alert as JSON to a webhook (Slack-style `text` plus structured fields)."""
+    import requests
+
     # Chat webhook URLs carry their secret: no message below may include the URL.
     try:
         response = requests.post(
@@ -186,6 +191,8 @@ class MaildirNotifier(NotifierResource):
 
     def send_frame(self, messages: pd.DataFrame) -> pd.DataFrame:
         """The bulk form of `send`: Message's fields as columns in, Delivery's fields out."""
+        import pandas as pd
+
         columns = [messages[field].tolist() for field in Message._fields]
         return pd.DataFrame(dict(zip(Delivery._fields, self._deliver(*columns), strict=True)))
 
@@ -239,6 +246,8 @@ class MaildirNotifier(NotifierResource):
 
 def deliveries_frame(deliveries: Sequence[Delivery]) -> pd.DataFrame:
     """Deliveries as a frame with Delivery's fields as columns."""
+    import pandas as pd
+
     return pd.DataFrame.from_records(list(deliveries), columns=list(Delivery._fields))
 
 

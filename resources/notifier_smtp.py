@@ -14,8 +14,7 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 from email.utils import parseaddr
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
 from resources.notifier import (
@@ -36,6 +35,11 @@ from resources.sql import (
     read_connection,
     write_transaction,
 )
+
+# SQLAlchemy is imported inside the functions that use it: every process that loads the definitions
+# (each run, the code server, the daemon) would otherwise pay for it.
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 PASSWORD_VARIABLE = "ORDERFLOW_SMTP_PASSWORD"
 RECORD_EVERY = 100
@@ -248,6 +252,8 @@ def _sent_row(message: Message, delivery: Delivery) -> dict[str, str | None]:
 
 def _sent_before(engine: sa.Engine, keys: Sequence[str]) -> dict[str, Delivery]:
     """The recorded delivery of each of these keys that the sent log holds."""
+    import sqlalchemy as sa
+
     query = sa.text(
         "select message_key, message_id, status, detail from sent_messages"
         " where message_key in :keys"
@@ -262,6 +268,8 @@ def _sent_before(engine: sa.Engine, keys: Sequence[str]) -> dict[str, Delivery]:
 
 
 def _record(engine: sa.Engine, rows: Sequence[dict[str, str | None]]) -> None:
+    import sqlalchemy as sa
+
     with write_transaction(engine, SYSTEM) as conn:
         conn.execute(
             sa.text(

@@ -23,9 +23,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
+
+# pandas is imported inside the functions that use it: every process that loads the definitions
+# (each run, the code server, the daemon) would otherwise pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
 
 CATALOG_TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp")
 BATCH_SUFFIXES = (".jsonl.gz", ".jsonl")
@@ -384,6 +389,8 @@ def _read_ahead(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
 
 
 def _records_frame(columns: dict[str, list]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "record_id": pd.RangeIndex(len(columns["line"])).to_numpy(dtype="int64"),

@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-import pandas as pd
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from typing import TYPE_CHECKING, TypeVar
 
 from resources.faults import SystemRefused, SystemUnavailable
+
+# SQLAlchemy is imported inside the functions that use it: every process that loads the definitions
+# (each run, the code server, the daemon) would otherwise pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
+    import sqlalchemy as sa
 
 T = TypeVar("T")
 _engines: dict[str, sa.Engine] = {}
@@ -46,7 +48,9 @@ def engine_for(url: str) -> sa.Engine:
 
 
 def _create_engine(url: str) -> sa.Engine:
-    parsed = make_url(url)
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -81,6 +85,8 @@ def write_transaction(
     engine: sa.Engine, system: str, lock_table: str | None = None
 ) -> Iterator[sa.Connection]:
     """A serialised write transaction; a database that cannot be reached is a transient fault."""
+    import sqlalchemy as sa
+
     try:
         with engine.begin() as conn:
             if lock_table is not None and not is_sqlite(engine):
@@ -97,6 +103,8 @@ def write_transaction(
 @contextmanager
 def read_connection(engine: sa.Engine, system: str) -> Iterator[sa.Connection]:
     """A connection for reads; a database that cannot be reached is a transient fault."""
+    import sqlalchemy as sa
+
     try:
         with engine.connect() as conn:
             yield conn
@@ -170,6 +178,8 @@ def create_schema(
     (one B-tree instead of a row table plus a key index); other databases ignore it. A database
     whose tables predate `schema_versions` is at version 1.
     """
+    import sqlalchemy as sa
+
     marker = (str(engine.url), (system, str(version), *statements))
     if marker in _schemas_ready:
         return
@@ -223,6 +233,8 @@ def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
     bound parameters, never SQL text. Returns the rows changed (summed over the rows by sqlite3
     and psycopg2). Driver errors are raised as SQLAlchemy's, like every other statement's.
     """
+    import sqlalchemy as sa
+
     statement = _driver_sql(conn, sql)
     # The DBAPI connection of the caller's transaction: the rows belong to that transaction.
     cursor = conn.connection.cursor()
@@ -333,7 +345,9 @@ def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 def fault_state_file(url: str, system: str) -> Path:
     """Where a system's injected-fault counter lives: beside its SQLite file, else the temp dir."""
-    parsed = make_url(url)
+    import sqlalchemy as sa
+
+    parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(parsed.database).with_suffix(".faults")
     return Path(tempfile.gettempdir()) / f"orderflow-{system}.faults"

@@ -6,7 +6,6 @@ the whole history. Each is one DuckDB statement over the warehouse, seconds even
 """
 
 import dagster as dg
-import pandas as pd
 
 from assets.analytics.common import (
     GROUP,
@@ -186,6 +185,10 @@ def inventory_health(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Stock, recent reservations and days of cover per (part, supplier), the most valuable stock and what to reorder."""
+    # Imported here, not at the top: every process that loads the definitions (each run,
+    # the code server, the daemon) would otherwise pay for pandas.
+    import pandas as pd
+
     levels = pd.DataFrame.from_records(
         inventory.stock_levels(), columns=["partkey", "suppkey", "base_level", "available"]
     )

@@ -8,13 +8,9 @@ day rewrites that day's file. Charts are drawn with matplotlib from small pandas
 import base64
 import io
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to PNG bytes
-import matplotlib.pyplot as plt
-import pandas as pd
 
 from assets.analytics.common import GROUP, OWNERS, key
 from assets.analytics.daily import DAILY_SALES_KEY, FULFILLMENT_KPIS_KEY
@@ -22,6 +18,11 @@ from assets.analytics.timeline import STEP_LATENCY_KEY
 from assets.fulfillment.common import money
 from resources.reports import ReportStore
 from resources.warehouse import WarehouseResource
+
+# matplotlib and pandas are imported inside the functions that use them: every process that loads
+# the definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 DAILY_REPORT_KEY = key("daily_report")
 TREND_DAYS = 30
@@ -34,7 +35,7 @@ class ReportConfig(dg.Config):
     """YYYY-MM-DD; empty means the latest order day with sales."""
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: "pd.DataFrame") -> str:
     if frame.empty:
         return "_No data for this day._"
     head = "| " + " | ".join(frame.columns) + " |\n|" + "---|" * len(frame.columns)
@@ -45,6 +46,11 @@ def _table(frame: pd.DataFrame) -> str:
 
 
 def _png(draw) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to PNG bytes
+    import matplotlib.pyplot as plt
+
     figure, axes = plt.subplots(figsize=(7, 3), dpi=90)
     try:
         draw(axes)
@@ -71,6 +77,8 @@ def daily_report(
     reports: ReportStore,
 ):
     """The day's business report: sales, fulfillment KPIs and step latency, with trend charts."""
+    import pandas as pd
+
     with warehouse.connect() as con:
         if config.day:
             day = date.fromisoformat(config.day)

@@ -7,10 +7,9 @@ already allocated gets the same answers and reserves nothing twice.
 """
 
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 
 from assets.fulfillment.common import (
     GROUP,
@@ -32,6 +31,11 @@ from orchestration_defs.partitions import daily_partitions
 from resources.inventory import InventoryResource, StockItem
 from resources.sql import chunks
 from resources.warehouse import WarehouseResource
+
+# pandas and numpy are imported inside the functions that use them: every process that loads the
+# definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 INVENTORY_STOCK_KEY = key("inventory_stock")
 ALLOCATIONS_KEY = key("allocations")
@@ -110,7 +114,9 @@ def inventory_stock(
     )
 
 
-def _frame(values, names) -> pd.DataFrame:
+def _frame(values, names) -> "pd.DataFrame":
+    import pandas as pd
+
     return pd.DataFrame.from_records(values, columns=list(names))
 
 
@@ -144,6 +150,9 @@ def allocations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Every staged order line with the inventory's decision: reserved or back-ordered."""
+    import numpy as np
+    import pandas as pd
+
     start, end = window(context)
     lines = read_frame(
         warehouse,

@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import duckdb
-import pandas as pd
 
 from assets.fulfillment.tables import KEYS, SCHEMAS, Columns
 from orchestration_defs import settings
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.warehouse import WarehouseResource
+
+# For type hints only: every process that loads the definitions (each run, the code server, the
+# daemon) would otherwise pay for pandas.
+if TYPE_CHECKING:
+    import pandas as pd
 
 OWNERS = ["team:fulfillment"]
 GROUP = "fulfillment"

@@ -11,10 +11,9 @@ entries; per day and account they add up to the same amounts.)
 """
 
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 
 from assets.fulfillment.common import (
     GROUP,
@@ -36,6 +35,12 @@ from orchestration_defs.partitions import daily_partitions
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
 
+# pandas and numpy are imported inside the functions that use them: every process that loads the
+# definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
 LEDGER_POSTINGS_KEY = key("ledger_postings")
 # Journal lines per call (a multiple of 5: batches end on an entry's last line).
 POST_BATCH = 10_000_000
@@ -52,17 +57,20 @@ SALE_LINES = (
 )
 
 
-def _journal_lines(frame: pd.DataFrame, reverse: bool) -> pd.DataFrame:
+def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
     """Journal lines of the invoices' entries, or of their credit notes (the sides swapped).
 
     One row per line (LINE_COLUMNS of the accounting system), each entry's lines together and
     numbered from 1, entries in the frame's order.
     """
+    import numpy as np
+    import pandas as pd
+
     kind = "credit_note" if reverse else "invoice"
     count, width = len(frame), len(SALE_LINES)
     zero = np.zeros(count, dtype=np.int64)
 
-    def amounts(side: int) -> np.ndarray:
+    def amounts(side: int) -> "np.ndarray":
         columns = [
             zero if spec[side] is None else frame[spec[side]].to_numpy(dtype=np.int64)
             for spec in SALE_LINES
@@ -126,6 +134,8 @@ def ledger_postings(
     accounting: AccountingResource,
 ):
     """The journal lines posted to the ledger for the window's invoices and credit notes."""
+    import pandas as pd
+
     start, end = window(context)
     params = [start, end]
     money_columns = "net_cents as net, tax_cents as tax, total_cents as total, cost_cents as cost"

@@ -7,9 +7,9 @@ out per day (invoiced + back-ordered = ordered). Each message is keyed by its or
 """
 
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from assets.fulfillment.allocations import ALLOCATIONS_KEY
 from assets.fulfillment.common import (
@@ -35,6 +35,11 @@ from orchestration_defs.partitions import daily_partitions
 from resources.notifier import Message, NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 
+# pandas is imported inside the functions that use it: every process that loads the definitions
+# (each run, the code server, the daemon) would otherwise pay for it.
+if TYPE_CHECKING:
+    import pandas as pd
+
 BACKORDER_NOTICES_KEY = key("backorder_notices")
 SHIPMENT_NOTIFICATIONS_KEY = key("shipment_notifications")
 # Messages per call: enough day folders per call for the Maildir writer threads.
@@ -43,9 +48,11 @@ FIX = "Check the notifier's configuration (resource `notifier`), then re-run the
 
 
 def _send(
-    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: pd.DataFrame
-) -> tuple[pd.DataFrame, float]:
+    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: "pd.DataFrame"
+) -> tuple["pd.DataFrame", float]:
     """Send a frame of messages (Message's fields) in batches; their deliveries and the seconds."""
+    import pandas as pd
+
     started = time.perf_counter()
     parts = []
     with calling(context, "notifier", FIX):
@@ -112,6 +119,8 @@ def backorder_notices(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, notifier: NotifierResource
 ):
     """The back-order e-mails sent to customers: one per order with lines the stock could not cover."""
+    import pandas as pd
+
     start, end = window(context)
     params = [start, end]
     lines = read_frame(
@@ -216,6 +225,8 @@ def shipment_notifications(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, notifier: NotifierResource
 ):
     """The shipment e-mails sent to customers: one per shipped order, with its tracking number."""
+    import pandas as pd
+
     start, end = window(context)
     params = [start, end]
     # The texts are put together in the warehouse (1.5 M of them in a full backfill); the

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import dagster as dg
-import pandas as pd
 
 from assets.fulfillment.allocations import ALLOCATIONS_KEY
 from assets.fulfillment.common import (
@@ -158,6 +157,10 @@ def reconciliation(
     notifier: NotifierResource,
 ):
     """Every per-day count and sum compared between the warehouse and the outside systems."""
+    # Imported here, not at the top: every process that loads the definitions (each run,
+    # the code server, the daemon) would otherwise pay for pandas.
+    import pandas as pd
+
     start, end = window(context)
     with ThreadPoolExecutor(RECOUNT_THREADS) as pool:
         recounts = _recount(pool, inventory, carrier, accounting, start, end)

@@ -8,10 +8,9 @@ Every call is keyed by the order, so re-runs get the carrier's first answer back
 
 import itertools
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 
 from assets.fulfillment.allocations import ALLOCATIONS_KEY
 from assets.fulfillment.common import (
@@ -37,6 +36,11 @@ from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource
 from resources.notifier import Message, NotifierResource
 from resources.warehouse import WarehouseResource
+
+# pandas and numpy are imported inside the functions that use them: every process that loads the
+# definitions (each run, the code server, the daemon) would otherwise pay for them.
+if TYPE_CHECKING:
+    import pandas as pd
 
 SHIPMENTS_KEY = key("shipments")
 COMPENSATIONS_KEY = key("compensations")
@@ -77,6 +81,8 @@ def shipments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, carrier: CarrierResource
 ):
     """Every reserved line of every invoiced order with the carrier's answer: tracking and dates, or a refusal."""
+    import pandas as pd
+
     start, end = window(context)
     params = [start, end]
     lines = read_frame(
@@ -184,8 +190,10 @@ def shipments(
     )
 
 
-def _order_batches(lines: pd.DataFrame, orders_per_batch: int):
+def _order_batches(lines: "pd.DataFrame", orders_per_batch: int):
     """Consecutive slices of the lines frame holding at most `orders_per_batch` whole orders."""
+    import numpy as np
+
     if not len(lines):
         return
     starts = np.flatnonzero(lines["order_key"].ne(lines["order_key"].shift()).to_numpy())
@@ -221,6 +229,8 @@ def compensations(
     notifier: NotifierResource,
 ):
     """Refused shipments undone: reservation released, credit note issued, customer and admin told."""
+    import pandas as pd
+
     start, end = window(context)
     params = [start, end]
     refused = read_frame(

@@ -270,7 +270,8 @@ def test_the_server_reads_the_outage_state_at_each_call(start_carrier, tmp_path,
     # As under `make dev`: neither the server nor the command is told the data dir.
     monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(tmp_path / "pipeline-data"))
     carrier = start_carrier(default_data_dir=True)
-    http = HttpCarrier(base_url=carrier.base_url, timeout_seconds=1)
+    # Room for a loaded machine's slowest honest answer, below the injected slowness.
+    http = HttpCarrier(base_url=carrier.base_url, timeout_seconds=5)
 
     def outage(*args: str) -> None:
         assert main(["outage", "carrier", *args]) == 0
@@ -282,7 +283,7 @@ def test_the_server_reads_the_outage_state_at_each_call(start_carrier, tmp_path,
     [first] = http.create_shipments(requests_for(1001))
     assert first.status == "shipped"
     # Slower than the client waits: the timeout is transient, and the retry ships nothing twice.
-    outage("--slow", "3")
+    outage("--slow", "8")
     with pytest.raises(SystemUnavailable, match="Timeout"):
         http.create_shipments(requests_for(1002))
     outage("--clear")
