@@ -159,8 +159,8 @@ def daily_report(
     if modes.empty:
         # Every staged line of a fulfilled day has a KPI row: none means the marts lag the day.
         summary = (
-            f"_The marts have no figures for {day} yet: they refresh once the day's orders are "
-            "fulfilled (analytics_automation_sensor)._"
+            f"_The marts have no figures for {day} yet: analytics_automation_sensor refreshes "
+            "them once the day's order-to-cash run has succeeded._"
         )
     sections = [
         f"# Orderflow daily report — {day}",
