@@ -106,16 +106,21 @@ def analytics_automation_sensor(context: dg.SensorEvaluationContext):
     )
     days: set[str] = set()
     cursor = int(context.cursor)
+    waiting_for = None
     for storage_id, run_id, day in changes:
         run = runs.get(run_id)
         if run is not None and not run.is_finished:
             # This run and every later change wait until it has finished.
+            waiting_for = run_id
             break
         if run is not None and run.is_success and day is not None:
             days.add(day)
         cursor = storage_id
 
     ranges = contiguous_ranges(days)
+    if not ranges:
+        reason = f"Waiting for run {waiting_for} to finish." if waiting_for else "No day changed."
+        return dg.SensorResult(skip_reason=reason, cursor=str(cursor))
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
@@ -127,6 +132,5 @@ def analytics_automation_sensor(context: dg.SensorEvaluationContext):
             )
             for first, last in ranges
         ],
-        skip_reason=None if ranges else "No day changed by a finished run.",
         cursor=str(cursor),
     )
