@@ -50,6 +50,13 @@ def home(tmp_path) -> Path:
     return home
 
 
+@pytest.fixture
+def instance(home):
+    """The instance of that DAGSTER_HOME, as the sensor daemon would open it."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
 def order_to_cash(data: Path, home: Path, start: str, end: str | None = None, **faults):
     """Stage and fulfil a day or a range in one run, as order_to_cash_job does."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -118,18 +125,18 @@ def days_in_marts(data: Path) -> dict[str, list[str]]:
 
 
 def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_latest_day(
-    data_dir, home
+    data_dir, home, instance
 ):
-    instance = dg.DagsterInstance.from_config(str(home))
     # The first tick takes stock.
     result = tick(instance, None)
     assert not result.run_requests
 
     # A backfill of five past days, one run. While it runs, the sensor waits for it.
+    outcome = []
     backfill = threading.Thread(
-        target=order_to_cash,
-        args=(data_dir, home, *PAST),
-        kwargs={"inventory": {"slow_seconds": 8}},
+        target=lambda: outcome.append(
+            order_to_cash(data_dir, home, *PAST, inventory={"slow_seconds": 8})
+        )
     )
     backfill.start()
     staged = []
@@ -140,7 +147,9 @@ def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_lat
     result = tick(instance, result.cursor)
     assert not instance.get_run_by_id(staged[0].run_id).is_finished
     assert not result.run_requests
+    assert result.skip_reason.skip_message == f"Waiting for run {staged[0].run_id} to finish."
     backfill.join()
+    assert outcome[0].success
 
     # Done: its five days as one run, with the whole-history marts and the report.
     result = tick(instance, result.cursor)
@@ -187,7 +196,6 @@ def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_lat
 
     assert not tick(instance, result.cursor).run_requests
     assert days_in_marts(data_dir) == {table: [*past_days, LATER] for table in DAILY_TABLES}
-    instance.dispose()
 
 
 def test_changed_days_group_into_contiguous_ranges():
