@@ -21,10 +21,7 @@ from assets.fulfillment.shipments import compensations, shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs import settings
-from orchestration_defs.automation import (
-    analytics_automation_sensor,
-    with_automation,
-)
+from orchestration_defs.automation import with_automation
 from orchestration_defs.jobs import (
     analytics_job,
     fulfillment_job,
@@ -43,6 +40,7 @@ from resources.reports import ReportStore
 from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
+from sensors.analytics import analytics_automation_sensor
 from sensors.landing import landing_zone_sensor
 
 

@@ -1,0 +1,322 @@
+"""The analytics refresh on the instance users run: every day that changed is refreshed, as one
+run per contiguous range of days with the whole-history marts and the report, which covers the
+latest order day in the warehouse.
+
+First the sensor's ticks, with `build_sensor_context` on an instance made from the project's
+dagster.yaml (run-sharded SQLite, as under `make dev`), each requested run executed as
+`analytics_job` would run it. Then the real thing under `dagster dev`: a 30-day backfill, and the
+runs the sensor launches.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import requests
+
+from assets.analytics.report import DAILY_REPORT_KEY
+from assets.staging.catalog import staging_catalog
+from assets.staging.orders import staging_orders
+from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS, defs
+from resources.faults import FaultInjection
+from sensors.analytics import analytics_automation_sensor, contiguous_ranges
+from tests.helpers import check_outcomes, partition_kwargs, query, resources_for
+from tests.test_e2e_dagster_dev import LAUNCH, STATUS, _dagster_dev
+
+ROOT = Path(__file__).resolve().parents[2]
+UPSTREAM = [staging_catalog, staging_orders, *FULFILLMENT_ASSETS]
+PAST = ("2026-07-01", "2026-07-05")  # a backfill of five past days
+LATER = "2026-07-20"  # a later day, as the schedule runs it
+RERUN = "2026-07-03"  # a past day run again after the later day
+DAILY_TABLES = {
+    "daily_sales": "day",
+    "fulfillment_kpis": "day",
+    "order_timeline": "o_orderdate",
+    "step_latency": "day",
+}
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    """A DAGSTER_HOME like `make dev`'s: a copy of the project's dagster.yaml."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.fixture
+def instance(home):
+    """The instance of that DAGSTER_HOME, as the sensor daemon would open it."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+def order_to_cash(data: Path, home: Path, start: str, end: str | None = None, **faults):
+    """Stage and fulfil a day or a range in one run, as order_to_cash_job does."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return dg.materialize(
+            UPSTREAM,
+            resources=resources_for(data, {k: FaultInjection(**v) for k, v in faults.items()}),
+            instance=instance,
+            raise_on_error=False,
+            **partition_kwargs(start, end),
+        )
+
+
+def tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return analytics_automation_sensor(context)
+
+
+def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
+    """The partition range of each requested run."""
+    return [
+        (
+            request.tags["dagster/asset_partition_range_start"],
+            request.tags["dagster/asset_partition_range_end"],
+        )
+        for request in result.run_requests or []
+    ]
+
+
+def run_requested(data: Path, instance, result: dg.SensorResult) -> dg.ExecuteInProcessResult:
+    """Execute the tick's one run request as a run of analytics_job."""
+    (request,) = result.run_requests
+    assert request.job_name in (None, "analytics_job")
+    return materialize(data, instance, ANALYTICS_ASSETS, tags=request.tags)
+
+
+def materialize(data: Path, instance, selection, **kwargs) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        [*UPSTREAM, *ANALYTICS_ASSETS],
+        selection=selection,
+        resources=resources_for(data),
+        instance=instance,
+        **kwargs,
+    )
+    assert result.success
+    outcomes = check_outcomes(result)
+    assert all(outcomes.values()), outcomes
+    return result
+
+
+def report_day(result: dg.ExecuteInProcessResult) -> str:
+    return (
+        result.asset_materializations_for_node("analytics__daily_report")[0].metadata["day"].value
+    )
+
+
+def days_in_marts(data: Path) -> dict[str, list[str]]:
+    return {
+        table: [
+            day
+            for (day,) in query(
+                data, f"select distinct {column}::VARCHAR from analytics.{table} order by 1"
+            )
+        ]
+        for table, column in DAILY_TABLES.items()
+    }
+
+
+def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_latest_day(
+    data_dir, home, instance
+):
+    # The first tick takes stock.
+    result = tick(instance, None)
+    assert not result.run_requests
+
+    # A backfill of five past days, one run. While it runs, the sensor waits for it.
+    outcome = []
+    backfill = threading.Thread(
+        target=lambda: outcome.append(
+            order_to_cash(data_dir, home, *PAST, inventory={"slow_seconds": 8})
+        )
+    )
+    backfill.start()
+    staged = []
+    while not staged and backfill.is_alive():
+        staged = instance.fetch_materializations(dg.AssetKey(["staging", "orders"]), 1).records
+        time.sleep(0.5)
+    assert staged, "the backfill ended before staging its orders"
+    result = tick(instance, result.cursor)
+    assert not instance.get_run_by_id(staged[0].run_id).is_finished
+    assert not result.run_requests
+    assert result.skip_reason.skip_message == f"Waiting for run {staged[0].run_id} to finish."
+    backfill.join()
+    assert outcome[0].success
+
+    # Done: its five days as one run, with the whole-history marts and the report.
+    result = tick(instance, result.cursor)
+    assert ranges(result) == [PAST]
+    run = run_requested(data_dir, instance, result)
+    assert report_day(run) == PAST[1]
+    past_days = [f"2026-07-0{n}" for n in range(1, 6)]
+    assert days_in_marts(data_dir) == {table: past_days for table in DAILY_TABLES}
+    for table in ("customer_value", "profit_by_nation_year", "inventory_health"):
+        assert query(data_dir, f"select count(*) from analytics.{table}")[0][0] > 0, table
+    assert not tick(instance, result.cursor).run_requests
+
+    # A later day: until its marts refresh, a report materialised by hand still covers it (the
+    # latest order day in the warehouse) and says that the marts lag it.
+    assert order_to_cash(data_dir, home, LATER).success
+    lagging = materialize(data_dir, instance, [DAILY_REPORT_KEY])
+    assert report_day(lagging) == LATER
+    text = (data_dir / "reports" / f"{LATER}.md").read_text()
+    assert f"The marts have no figures for {LATER} yet" in text
+    result = tick(instance, result.cursor)
+    assert ranges(result) == [(LATER, LATER)]
+    assert report_day(run_requested(data_dir, instance, result)) == LATER
+
+    # A past day fails half-way (the inventory is down): nothing to refresh until a run of the
+    # day succeeds; then only that day, and the report stays on the latest order day rather than
+    # the last day of the run.
+    failed = order_to_cash(data_dir, home, RERUN, inventory={"down": True})
+    assert not failed.success
+    result = tick(instance, result.cursor)
+    assert not result.run_requests
+    assert order_to_cash(data_dir, home, RERUN).success
+    result = tick(instance, result.cursor)
+    assert ranges(result) == [(RERUN, RERUN)]
+    assert report_day(run_requested(data_dir, instance, result)) == LATER
+    text = (data_dir / "reports" / f"{LATER}.md").read_text()
+    assert "The marts have no figures" not in text
+    orders = query(
+        data_dir,
+        "select count(*) from fulfillment.invoices where o_orderdate = ? and o_orderkey not in "
+        "(select o_orderkey from fulfillment.compensations)",
+        [LATER],
+    )[0][0]
+    assert f"**{orders:,} orders**" in text
+
+    assert not tick(instance, result.cursor).run_requests
+    assert days_in_marts(data_dir) == {table: [*past_days, LATER] for table in DAILY_TABLES}
+
+
+def test_changed_days_group_into_contiguous_ranges():
+    days = ["2026-07-04", "2026-07-01", "2026-07-20", "2026-07-02", "2026-07-03", "2026-07-01"]
+    assert contiguous_ranges(days) == [("2026-07-01", "2026-07-04"), ("2026-07-20", "2026-07-20")]
+    assert contiguous_ranges(["2026-02-28", "2026-03-01"]) == [("2026-02-28", "2026-03-01")]
+    assert contiguous_ranges([]) == []
+
+
+RUNS = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) {
+    ... on Runs { results { runId status endTime assetSelection { path } tags { key value } } }
+  }
+}
+"""
+TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    ... on Sensor { sensorState { ticks(limit: 1) { timestamp } } }
+  }
+}
+"""
+BACKFILL = ("2026-06-01", "2026-06-30")
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+LOCATION = {"repositoryLocationName": "orderflow", "repositoryName": "__repository__"}
+
+
+def ask(url: str, query_text: str, variables: dict) -> dict:
+    """A GraphQL answer; patient, since the webserver may still be loading the code location."""
+    response = requests.post(
+        f"{url}/graphql", json={"query": query_text, "variables": variables}, timeout=180
+    )
+    response.raise_for_status()
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def wait_for(what: str, probe, seconds: float = 600):
+    """Poll `probe` until it returns something truthy; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def automation_runs(url: str) -> list[dict]:
+    tags = [{"key": "dagster/sensor_name", "value": "analytics_automation_sensor"}]
+    runs = ask(url, RUNS, {"tags": tags})["runsOrError"]["results"]
+    for run in runs:
+        run["tags"] = {tag["key"]: tag["value"] for tag in run["tags"]}
+        run["assets"] = {"/".join(key["path"]) for key in run["assetSelection"] or []}
+    return runs
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, store_dir):
+    """`dagster dev` with the project's dagster.yaml over a new data dir (tests/test_e2e_dagster_dev)."""
+    yield from _dagster_dev(tmp_path, store_dir)
+
+
+@pytest.mark.slow
+def test_a_30_day_backfill_refreshes_the_marts_in_one_run_under_dagster_dev(dagster_dev):
+    url, data = dagster_dev
+    selector = {**LOCATION, "sensorName": "analytics_automation_sensor"}
+
+    def ticks() -> list[dict]:
+        return ask(url, TICKS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
+
+    # The sensor is on by default; its first tick takes stock.
+    wait_for("the sensor's first tick", ticks)
+
+    # A 30-day backfill of the order-to-cash chain: one run over the range (single_run policy).
+    start, end = BACKFILL
+    params = {
+        "selector": {**LOCATION, "jobName": "order_to_cash_job"},
+        "executionMetadata": {
+            "tags": [
+                {"key": "dagster/asset_partition_range_start", "value": start},
+                {"key": "dagster/asset_partition_range_end", "value": end},
+            ]
+        },
+    }
+    launched = wait_for(
+        "the launch of the backfill run",
+        lambda: ask(url, LAUNCH, {"params": params})["launchRun"].get("run"),
+        120,
+    )
+    status = wait_for(
+        "the backfill run to finish",
+        lambda: FINISHED & {ask(url, STATUS, {"runId": launched["runId"]})["runOrError"]["status"]},
+    )
+    assert status == {"SUCCESS"}
+
+    def all_finished() -> list[dict]:
+        runs = automation_runs(url)
+        return runs if runs and all(run["status"] in FINISHED for run in runs) else []
+
+    runs = wait_for("the sensor's run to finish", all_finished)
+    # One more tick after the last run has ended requests nothing more.
+    last_end = max(run["endTime"] for run in runs)
+    wait_for("a tick after the run", lambda: any(t["timestamp"] > last_end for t in ticks()))
+    runs = automation_runs(url)
+
+    # One run for the 30 days: the daily marts over the range, the whole-history marts, the report.
+    assert len(runs) == 1, [(run["assets"], run["tags"]) for run in runs]
+    (run,) = runs
+    assert run["status"] == "SUCCESS", run
+    assert run["tags"]["dagster/asset_partition_range_start"] == start
+    assert run["tags"]["dagster/asset_partition_range_end"] == end
+    days = query(
+        data,
+        "select count(distinct day) from analytics.daily_sales where day between ? and ?",
+        [start, end],
+    )
+    assert days[0][0] == 30
+    for table in ("customer_value", "profit_by_nation_year", "inventory_health"):
+        assert query(data, f"select count(*) from analytics.{table}")[0][0] > 0, table
+    report = (data / "reports" / f"{end}.md").read_text()
+    assert report.startswith(f"# Orderflow daily report — {end}")
