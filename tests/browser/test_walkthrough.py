@@ -1,0 +1,307 @@
+"""What a user does in the Dagster UI, clicked in Chromium against `dagster dev`.
+
+The scenarios share one `dagster dev` and run in this order: the lineage, one partition, a 30-day
+backfill, the daily report over that backfill, an outage and its recovery, the landing-zone
+sensor, and last the sensors' ticks over all of it. Actions go through the UI; GraphQL and the
+outbox only confirm outcomes the UI does not show in one place.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.conftest import CHROMIUM
+from tests.test_e2e_dagster_dev import graphql
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="Chromium is not installed: `sudo apt-get install chromium` (Debian), "
+        "then `make test` runs the browser suite (tests/browser)",
+    ),
+]
+
+SIM = Path(sys.executable).parent / "orderflow-sim"
+DAY = "2020-01-02"
+RANGE = "[2020-02-01...2020-03-01]"  # 30 days of the store's history
+RANGE_END = "2020-03-01"
+OUTAGE_DAY = "2020-04-01"
+# Generous: two cores are shared with other work, and a run may queue behind another for the
+# `duckdb` pool; the backfill daemon and the sensors tick every 15-30 s.
+RUN_TIMEOUT_MS = 300_000
+BACKFILL_TIMEOUT_MS = 420_000
+ALERT_TIMEOUT_S = 180
+SENSOR_RUN_TIMEOUT_MS = 300_000
+
+RUN_DONE = re.compile(r"^(Success|Failure|Canceled)$")
+BACKFILL_DONE = re.compile(r"^(Succeeded|Completed|Failed|Canceled)$")
+RUN_ID = re.compile(r"(^|\s)[0-9a-f]{8}$")  # a run link: its id, after its icon's name if any
+GROUPS = ["analytics", "fulfillment", "staging"]
+CHARTS = ["Revenue per day", "Back-order rate", "Step latency"]
+
+# Scenarios that later ones build on, by name, once they passed.
+passed: set[str] = set()
+
+
+def link(page: Page, label: str) -> Locator:
+    """The first link labelled `label` (a link's name starts with its icon's name, if any)."""
+    return page.get_by_role("link", name=re.compile(rf"(^|\s){label}$")).first
+
+
+def sidebar(page: Page, label: str) -> None:
+    """Click an entry of the left navigation."""
+    link(page, label).click()
+
+
+def open_job(page: Page, job: str) -> None:
+    sidebar(page, "Jobs")
+    link(page, job).click()
+
+
+def innermost(page: Page, *holding: Locator) -> Locator:
+    """The innermost element around all of `holding` (ancestors come first in document order)."""
+    around = page.locator("div")
+    for part in holding:
+        around = around.filter(has=part)
+    return around.last
+
+
+def materialize_all(page: Page, job: str, partitions: str, launch: str) -> None:
+    """Jobs → `job` → Materialize all… → type the partitions → click `launch`."""
+    open_job(page, job)
+    page.get_by_role("button", name="Materialize all…").click()
+    dialog = page.get_by_role("dialog")
+    # The dialog starts on the last 90 days; the history is older.
+    dialog.get_by_text("Show all partitions").click()
+    box = dialog.get_by_placeholder(re.compile(r"^ex: "))
+    box.fill(partitions)
+    box.press("Enter")
+    dialog.get_by_role("button", name=launch).click()
+
+
+def open_from_toast(page: Page, message: str) -> None:
+    """Click View on the toast that says `message`."""
+    view = page.get_by_role("link", name="View", exact=True)
+    innermost(page, page.get_by_text(message), view).get_by_role(
+        "link", name="View", exact=True
+    ).click()
+
+
+def run_outcome(page: Page) -> str:
+    """Wait on a run's page until it ends; its status as the page shows it."""
+    status = page.get_by_text(RUN_DONE).first
+    status.wait_for(timeout=RUN_TIMEOUT_MS)
+    return status.inner_text()
+
+
+def backfill_outcome(page: Page) -> str:
+    """Wait on a backfill's page until it ends; its status as the page shows it."""
+    value = page.get_by_text("Status", exact=True).locator("xpath=following-sibling::*[1]")
+    status = value.get_by_text(BACKFILL_DONE)
+    status.wait_for(timeout=BACKFILL_TIMEOUT_MS)
+    return status.inner_text()
+
+
+def run_id(page: Page) -> str:
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def sim(*args: str) -> str:
+    done = subprocess.run(
+        [str(SIM), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"orderflow-sim {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def test_the_lineage_page_shows_the_three_groups(page, shot):
+    page.goto("/")
+    sidebar(page, "Lineage")
+    for group in GROUPS:
+        # A group node of the graph.
+        page.locator(f'[data-tooltip="{group}"]').wait_for()
+    listed = page.locator('[aria-label="asset_group"] + [title]')
+    shot("lineage")
+    assert sorted(listed.evaluate_all("nodes => nodes.map(n => n.title)")) == GROUPS
+
+
+def test_one_partition_of_order_to_cash_materialised_from_the_ui_succeeds(page, shot):
+    page.goto("/")
+    materialize_all(page, "order_to_cash_job", DAY, "Launch 1 run")
+    shot("launched")
+    open_from_toast(page, "Launched run")
+    run_id(page)
+    page.get_by_text(f"partition: {DAY}").wait_for()
+    outcome = run_outcome(page)
+    shot("run")
+    assert outcome == "Success"
+
+
+def test_a_30_day_backfill_from_the_ui_is_one_run_that_succeeds(page, shot, dagster_ui):
+    page.goto("/")
+    materialize_all(page, "order_to_cash_job", RANGE, "Launch backfill")
+    shot("launched")
+    open_from_toast(page, "Created backfill")
+    page.wait_for_url(re.compile(r"/runs/b/\w+$"))
+    backfill = page.url.rsplit("/", 1)[1]
+    page.get_by_text("30 partitions").first.wait_for()
+    outcome = backfill_outcome(page)
+    shot("backfill")
+    assert outcome == "Succeeded"
+    page.get_by_role("tab", name="Runs").click()
+    runs = page.get_by_role("link", name=RUN_ID)
+    runs.first.wait_for()
+    shot("its runs")
+    assert runs.count() == 1
+    found = graphql(
+        dagster_ui.url,
+        "query Runs($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) "
+        "{ ... on Runs { results { runId status } } } }",
+        {"tags": [{"key": "dagster/backfill", "value": backfill}]},
+    )["runsOrError"]["results"]
+    assert [run["status"] for run in found] == ["SUCCESS"], found
+    passed.add("backfill")
+
+
+def test_the_daily_report_shows_its_markdown_and_three_charts(page, shot):
+    if "backfill" not in passed:
+        pytest.skip("reports on the 30-day backfill's days: needs the backfill scenario first")
+    page.goto("/")
+    # The marts for the backfilled days, then the report on the latest of them.
+    materialize_all(page, "analytics_job", RANGE, "Launch backfill")
+    open_from_toast(page, "Created backfill")
+    outcome = backfill_outcome(page)
+    shot("backfill")
+    assert outcome == "Succeeded"
+
+    sidebar(page, "Catalog")
+    page.get_by_role("link", name="analytics / daily_report").click()
+    # The asset's latest materialisation: its `report` metadata is Markdown.
+    page.get_by_text("[Show Markdown]").click()
+    report = page.get_by_role("dialog")
+    report.get_by_role("heading", name=f"Orderflow daily report — {RANGE_END}").wait_for()
+    for chart in CHARTS:
+        report.get_by_alt_text(chart).wait_for()
+    shot("report")
+    drawn = report.locator("img").evaluate_all(
+        "images => images.map(i => [i.alt, i.complete ? i.naturalWidth : 0])"
+    )
+    assert [alt for alt, width in drawn if width > 0] == CHARTS, drawn
+
+
+def test_an_outage_fails_the_run_alerts_and_recovers_by_re_execution(page, shot, dagster_ui):
+    data = str(dagster_ui.data)
+    sim("outage", "inventory", "--down", "--data-dir", data)
+    try:
+        page.goto("/")
+        materialize_all(page, "order_to_cash_job", OUTAGE_DAY, "Launch 1 run")
+        open_from_toast(page, "Launched run")
+        failed = run_id(page)
+        outcome = run_outcome(page)
+        shot("failed run")
+        assert outcome == "Failure"
+
+        link = f"Open the run: {dagster_ui.url}/runs/{failed}"
+        outbox = dagster_ui.data / "outbox" / ".admin" / "new"
+        deadline = time.monotonic() + ALERT_TIMEOUT_S
+        alerts: list[str] = []
+        while not alerts and time.monotonic() < deadline:
+            alerts = [p.read_text() for p in outbox.glob("*") if link in p.read_text()]
+            time.sleep(2)
+        assert len(alerts) == 1, f"no single alert with {link!r} in {outbox}"
+        assert "inventory" in alerts[0]
+    finally:
+        sim("outage", "inventory", "--up", "--data-dir", data)
+
+    # Re-execute ▾ (the button's label is the last choice made: open its menu).
+    menu = page.get_by_role("button", name="arrow_drop_down")
+    rerun = innermost(page, page.get_by_role("button", name=re.compile(r"^Re-execute")), menu)
+    rerun.get_by_role("button", name="arrow_drop_down").click()
+    page.get_by_role("menuitem", name="From failure").click()
+    page.wait_for_url(lambda url: failed not in url)
+    run_id(page)
+    outcome = run_outcome(page)
+    shot("re-executed run")
+    assert outcome == "Success"
+    # Still one alert for the failed run.
+    assert len([p for p in outbox.glob("*") if link in p.read_text()]) == 1
+
+
+def test_the_landing_zone_sensor_turned_on_in_the_ui_runs_a_new_batch(page, shot, dagster_ui):
+    page.goto("/")
+    sidebar(page, "Automation")
+    sensor = page.locator("[data-index]").filter(
+        has=page.locator('a[href$="/sensors/landing_zone_sensor"]')
+    )
+    # A row holds its selection checkbox, then (once loaded) its on/off switch.
+    switch = sensor.locator("input[type=checkbox]").nth(1)
+    expect(switch).not_to_be_checked()
+    # The switch's input is hidden under its drawing: click what the user sees.
+    sensor.locator("label").nth(1).click()
+    expect(switch).to_be_checked(timeout=30_000)
+    shot("sensor on")
+
+    landed = sim(
+        "live", "--interval", "0", "--until-count", "1", "--data-dir", str(dagster_ui.store)
+    )
+    day = re.search(r"^(\d{4}-\d{2}-\d{2}):", landed, re.MULTILINE)
+    assert day, landed
+    sensor.get_by_role("link").first.click()
+    page.wait_for_url(re.compile(r"/sensors/landing_zone_sensor"))
+    launched = page.get_by_role("link", name=RUN_ID).first
+    launched.wait_for(timeout=SENSOR_RUN_TIMEOUT_MS)
+    shot("tick")
+    launched.click()
+    run_id(page)
+    page.get_by_text(f"partition: {day[1]}").wait_for()
+    outcome = run_outcome(page)
+    shot("sensor run")
+    assert outcome == "Success"
+
+
+SENSOR_TICKS = """
+query Ticks {
+  repositoriesOrError {
+    ... on RepositoryConnection {
+      nodes {
+        sensors {
+          name
+          sensorState {
+            ticks(limit: 100, statuses: [FAILURE]) { error { message cause { message } } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def test_no_sensor_tick_failed(page, shot, dagster_ui):
+    page.goto("/")
+    sidebar(page, "Automation")
+    page.get_by_role("link", name="landing_zone_sensor").wait_for()
+    shot("automation")
+    (repository,) = graphql(dagster_ui.url, SENSOR_TICKS, {})["repositoriesOrError"]["nodes"]
+    failed = {
+        sensor["name"]: [
+            (tick["error"]["cause"] or tick["error"])["message"].strip()
+            for tick in sensor["sensorState"]["ticks"]
+        ]
+        for sensor in repository["sensors"]
+        if sensor["sensorState"]["ticks"]
+    }
+    assert not failed, "\n\n".join(
+        f"{name}: {len(errors)} failed ticks, the latest: {errors[0]}"
+        for name, errors in failed.items()
+    )
