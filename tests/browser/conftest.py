@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.test_e2e_dagster_dev import _dagster_dev
 
@@ -27,8 +27,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Clicks and page loads on a loaded machine; runs, backfills and sensors have waits of their own.
+# Clicks, page loads and expectations on a loaded machine; runs, backfills and sensors have
+# waits of their own.
 ACTION_TIMEOUT_MS = 60_000
+expect.set_options(timeout=ACTION_TIMEOUT_MS)
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,8 @@ def innermost(page: Page, *holding: Locator) -> Locator:
     return around.last
 
 
-def materialize_all(page: Page, job: str, partitions: str, launch: str) -> None:
-    """Jobs → `job` → Materialize all… → type the partitions → click `launch`."""
+def materialize_all(page: Page, job: str, partitions: str, count: int) -> None:
+    """Jobs → `job` → Materialize all… → type the partitions (`count` days) → launch."""
     open_job(page, job)
     page.get_by_role("button", name="Materialize all…").click()
     dialog = page.get_by_role("dialog")
@@ -83,7 +83,9 @@ def materialize_all(page: Page, job: str, partitions: str, launch: str) -> None:
     box = dialog.get_by_placeholder(re.compile(r"^ex: "))
     box.fill(partitions)
     box.press("Enter")
-    dialog.get_by_role("button", name=launch).click()
+    expect(dialog.get_by_text(re.compile(rf"^{count} partitions?$"))).to_be_visible()
+    # One partition is one run; several make a backfill (of one run: single-run policy).
+    dialog.get_by_role("button", name="Launch 1 run" if count == 1 else "Launch backfill").click()
 
 
 def open_from_toast(page: Page, message: str) -> None:
@@ -141,7 +143,7 @@ def test_the_lineage_page_shows_the_three_groups(page, shot):
 
 def test_one_partition_of_order_to_cash_materialised_from_the_ui_succeeds(page, shot):
     page.goto("/")
-    materialize_all(page, "order_to_cash_job", DAY, "Launch 1 run")
+    materialize_all(page, "order_to_cash_job", DAY, 1)
     shot("launched")
     open_from_toast(page, "Launched run")
     page.get_by_text(f"partition: {DAY}").wait_for()
@@ -152,7 +154,7 @@ def test_one_partition_of_order_to_cash_materialised_from_the_ui_succeeds(page, 
 
 def test_a_30_day_backfill_from_the_ui_is_one_run_that_succeeds(page, shot, dagster_ui):
     page.goto("/")
-    materialize_all(page, "order_to_cash_job", RANGE, "Launch backfill")
+    materialize_all(page, "order_to_cash_job", RANGE, 30)
     shot("launched")
     open_from_toast(page, "Created backfill")
     page.wait_for_url(re.compile(r"/runs/b/\w+$"))
@@ -180,7 +182,7 @@ def test_the_daily_report_shows_its_markdown_and_three_charts(page, shot):
         pytest.skip("reports on the 30-day backfill's days: needs the backfill scenario first")
     page.goto("/")
     # The marts for the backfilled days, then the report on the latest of them.
-    materialize_all(page, "analytics_job", RANGE, "Launch backfill")
+    materialize_all(page, "analytics_job", RANGE, 30)
     open_from_toast(page, "Created backfill")
     backfill_run(page)
     outcome = run_outcome(page)
@@ -208,7 +210,7 @@ def test_an_outage_fails_the_run_alerts_and_recovers_by_re_execution(page, shot,
     sim("outage", "inventory", "--down", "--data-dir", data)
     try:
         page.goto("/")
-        materialize_all(page, "order_to_cash_job", OUTAGE_DAY, "Launch 1 run")
+        materialize_all(page, "order_to_cash_job", OUTAGE_DAY, 1)
         open_from_toast(page, "Launched run")
         failed = run_id(page)
         outcome = run_outcome(page)
@@ -252,7 +254,7 @@ def test_the_landing_zone_sensor_turned_on_in_the_ui_runs_a_new_batch(page, shot
     expect(switch).not_to_be_checked()
     # The switch's input is hidden under its drawing: click what the user sees.
     sensor.locator("label").nth(1).click()
-    expect(switch).to_be_checked(timeout=30_000)
+    expect(switch).to_be_checked()
     shot("sensor-on")
 
     landed = sim(
