@@ -122,6 +122,13 @@ def run_id(page: Page) -> str:
     return page.url.rsplit("/", 1)[1]
 
 
+def automation_switch(page: Page, name: str) -> tuple[Locator, Locator]:
+    """A sensor's row in *Automation*, and its on/off switch (there once the row has loaded)."""
+    row = page.locator("[data-index]").filter(has=page.locator(f'a[href$="/sensors/{name}"]'))
+    # A row holds its selection checkbox, then its switch.
+    return row, row.locator("input[type=checkbox]").nth(1)
+
+
 def sim(*args: str) -> str:
     done = subprocess.run(
         [str(SIM), *args], capture_output=True, text=True, timeout=120, check=False
@@ -246,11 +253,7 @@ def test_an_outage_fails_the_run_alerts_and_recovers_by_re_execution(page, shot,
 def test_the_landing_zone_sensor_turned_on_in_the_ui_runs_a_new_batch(page, shot, dagster_ui):
     page.goto("/")
     sidebar(page, "Automation")
-    sensor = page.locator("[data-index]").filter(
-        has=page.locator('a[href$="/sensors/landing_zone_sensor"]')
-    )
-    # A row holds its selection checkbox, then (once loaded) its on/off switch.
-    switch = sensor.locator("input[type=checkbox]").nth(1)
+    sensor, switch = automation_switch(page, "landing_zone_sensor")
     expect(switch).not_to_be_checked()
     # The switch's input is hidden under its drawing: click what the user sees.
     sensor.locator("label").nth(1).click()
@@ -296,7 +299,8 @@ query Ticks {
 def test_no_sensor_tick_failed(page, shot, dagster_ui):
     page.goto("/")
     sidebar(page, "Automation")
-    page.get_by_role("link", name="landing_zone_sensor").wait_for()
+    for sensor in ("landing_zone_sensor", "run_failure_alert_sensor"):
+        automation_switch(page, sensor)[1].wait_for(state="attached")
     shot("automation")
     (repository,) = graphql(dagster_ui.url, SENSOR_TICKS, {})["repositoriesOrError"]["nodes"]
     failed = {
