@@ -57,13 +57,10 @@ def _dagster_dev(tmp_path, store_dir):
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "ORDERFLOW_DATA_DIR": str(data),
-        # Alerts link to runs in this UI.
-        "ORDERFLOW_UI_URL": url,
         "TMPDIR": str(tmp_path),
     }
     dagster = Path(sys.executable).parent / "dagster"
@@ -76,6 +73,7 @@ def _dagster_dev(tmp_path, store_dir):
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, so that it stops with its children
     )
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
