@@ -25,7 +25,6 @@ from simulator.outages import (
     read_outage,
     write_outage,
 )
-from simulator.paths import default_data_dir
 
 EXIT_USAGE = 2
 
@@ -83,6 +82,11 @@ def _timeout(text: str) -> float:
     return value
 
 
+PIPELINE_DATA_DIR_HELP = (
+    "data dir (default: the pipeline's, $ORDERFLOW_DATA_DIR, else data/ in the project)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of orderflow-sim."""
     common = argparse.ArgumentParser(add_help=False)
@@ -90,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="data dir (default: $ORDERFLOW_DATA_DIR, else ./data)",
+        help=PIPELINE_DATA_DIR_HELP,
     )
     common.add_argument("--corrupt-rate", type=float, default=0.0, metavar="R")
     common.add_argument("--duplicate-rate", type=float, default=0.0, metavar="R")
@@ -130,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="data dir (default: $ORDERFLOW_DATA_DIR, else ./data)",
+        help=PIPELINE_DATA_DIR_HELP,
     )
     live.add_argument(
         "--interval",
@@ -282,13 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PIPELINE_DATA_DIR_HELP = (
-    "data dir (default: the pipeline's, $ORDERFLOW_DATA_DIR, else data/ in the project)"
-)
-
-
 def _pipeline_data_dir(args: argparse.Namespace) -> Path:
-    # The outside systems' state must be the one the pipeline reads, wherever this runs from.
+    # One data dir for the store, its outside systems and the pipeline, wherever this runs from.
     return args.data_dir or settings.data_dir()
 
 
@@ -384,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run orderflow-sim with `argv` (default: the command line) and return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    data_dir = args.data_dir or default_data_dir()
+    data_dir = _pipeline_data_dir(args)
     if args.command == "carrier":
         return _serve_carrier(args)
     if args.command == "outage":

@@ -5,17 +5,11 @@ export) and DATA/simulator/ (store.json, defect manifests, scratch space). Names
 "." are temporary files that readers must ignore.
 """
 
-import os
 from datetime import date
 from pathlib import Path
 
 CATALOG_TABLES = ("customer", "part", "supplier", "partsupp", "nation", "region")
 BATCH_SUFFIX = ".jsonl.gz"
-
-
-def default_data_dir() -> Path:
-    """Return $ORDERFLOW_DATA_DIR, or ./data when it is unset or empty."""
-    return Path(os.environ.get("ORDERFLOW_DATA_DIR") or "data")
 
 
 def landing_dir(data_dir: Path) -> Path:
