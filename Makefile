@@ -7,7 +7,9 @@ HOST        ?= 127.0.0.1
 PORT        ?= 3000
 DATA_DIR    := $(or $(ORDERFLOW_DATA_DIR),$(CURDIR)/data)
 # Where alert links point: the UI this `make dev` serves, unless a public address is set.
-UI_URL      := $(or $(ORDERFLOW_UI_URL),http://$(HOST):$(PORT))
+# Alert links point at the UI; a wildcard bind address is no address to browse to.
+UI_HOST     := $(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST))
+UI_URL      := $(or $(ORDERFLOW_UI_URL),http://$(UI_HOST):$(PORT))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: dev test install store lint bench clean

@@ -98,6 +98,10 @@ def test_make_dev_points_alert_links_at_the_ui_it_serves():
     line = dagster_dev("HOST=dagster.lan", "PORT=4321")
     assert 'ORDERFLOW_UI_URL="http://dagster.lan:4321"' in line
     assert "-h dagster.lan -p 4321" in line
+    # Served on every interface: the links name this machine's loopback, which a browser can open.
+    line = dagster_dev("HOST=0.0.0.0", "PORT=4321")
+    assert 'ORDERFLOW_UI_URL="http://127.0.0.1:4321"' in line
+    assert "-h 0.0.0.0 -p 4321" in line
     # Behind a proxy the public address is set by hand and wins.
     line = dagster_dev("PORT=4321", ORDERFLOW_UI_URL="https://dagster.example.com")
     assert 'ORDERFLOW_UI_URL="https://dagster.example.com"' in line
