@@ -11,3 +11,8 @@ HISTORY_START = "2020-01-01"
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=HISTORY_START, timezone="UTC", end_offset=1
 )
+
+# The tags of a run over a range of days (a single-run backfill), as Dagster names them; dagster
+# has no public constants for them.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"

@@ -11,16 +11,15 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from orchestration_defs import settings
+from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from resources.notifier import NotifierResource
-
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def _partition(tags) -> str:
     if "dagster/partition" in tags:
         return tags["dagster/partition"]
-    if RANGE_START in tags:
-        return f"{tags[RANGE_START]} .. {tags[RANGE_END]}"
+    if RANGE_START_TAG in tags:
+        return f"{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}"
     return "(not partitioned)"
 
 

@@ -11,6 +11,7 @@ from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from orchestration_defs.jobs import order_to_cash_job
+from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from orchestration_defs.settings import PROJECT_ROOT
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier
@@ -69,12 +70,7 @@ def partition_kwargs(start: str, end: str | None) -> dict:
     """One partition, or the range [start, end] as a single run, as a backfill would."""
     if end is None:
         return {"partition_key": start}
-    return {
-        "tags": {
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        }
-    }
+    return {"tags": {RANGE_START_TAG: start, RANGE_END_TAG: end}}
 
 
 def fulfill(

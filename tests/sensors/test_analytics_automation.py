@@ -10,7 +10,6 @@ runs the sensor launches.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -23,12 +22,13 @@ from assets.analytics.report import DAILY_REPORT_KEY
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS, defs
-from resources.faults import FaultInjection
-from sensors.analytics import analytics_automation_sensor, contiguous_ranges
-from tests.helpers import check_outcomes, partition_kwargs, query, resources_for
+from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from resources.accounting import SqlAccounting
+from resources.faults import FaultInjection, SystemUnavailable
+from sensors.analytics import analytics_automation_sensor, contiguous_ranges, watched_keys
+from tests.helpers import check_outcomes, partition_kwargs, query, resources_for, stage
 from tests.test_e2e_dagster_dev import LAUNCH, STATUS, _dagster_dev
 
-ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = [staging_catalog, staging_orders, *FULFILLMENT_ASSETS]
 PAST = ("2026-07-01", "2026-07-05")  # a backfill of five past days
 LATER = "2026-07-20"  # a later day, as the schedule runs it
@@ -41,25 +41,12 @@ DAILY_TABLES = {
 }
 
 
-@pytest.fixture
-def home(tmp_path) -> Path:
-    """A DAGSTER_HOME like `make dev`'s: a copy of the project's dagster.yaml."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    return home
+def order_to_cash(data: Path, home: str, start: str, end: str | None = None, **faults):
+    """Stage and fulfil a day or a range in one run, as order_to_cash_job does.
 
-
-@pytest.fixture
-def instance(home):
-    """The instance of that DAGSTER_HOME, as the sensor daemon would open it."""
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance
-
-
-def order_to_cash(data: Path, home: Path, start: str, end: str | None = None, **faults):
-    """Stage and fulfil a day or a range in one run, as order_to_cash_job does."""
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    On an instance of its own over the DAGSTER_HOME `home`, as a run's process opens it.
+    """
+    with dg.DagsterInstance.from_config(home) as instance:
         return dg.materialize(
             UPSTREAM,
             resources=resources_for(data, {k: FaultInjection(**v) for k, v in faults.items()}),
@@ -78,8 +65,8 @@ def ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
     """The partition range of each requested run."""
     return [
         (
-            request.tags["dagster/asset_partition_range_start"],
-            request.tags["dagster/asset_partition_range_end"],
+            request.tags[RANGE_START_TAG],
+            request.tags[RANGE_END_TAG],
         )
         for request in result.run_requests or []
     ]
@@ -125,8 +112,10 @@ def days_in_marts(data: Path) -> dict[str, list[str]]:
 
 
 def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_latest_day(
-    data_dir, home, instance
+    data_dir, dagster_instance
 ):
+    instance = dagster_instance
+    home = instance.root_directory
     # The first tick takes stock.
     result = tick(instance, None)
     assert not result.run_requests
@@ -196,6 +185,88 @@ def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_lat
 
     assert not tick(instance, result.cursor).run_requests
     assert days_in_marts(data_dir) == {table: [*past_days, LATER] for table in DAILY_TABLES}
+
+
+def order_to_cash_job_for(data: Path) -> dg.ReconstructableJob:
+    """order_to_cash_job as `dg.execute_job` launches and re-executes it (tests.helpers)."""
+    return dg.build_reconstructable_job(
+        "tests.helpers", "order_to_cash_for", reconstructable_kwargs={"data_dir": str(data)}
+    )
+
+
+def steps(instance: dg.DagsterInstance, run_id: str, event: dg.DagsterEventType) -> set[str]:
+    return {e.step_key for e in instance.all_logs(run_id, of_type=event)}
+
+
+def test_a_run_failing_after_the_marts_inputs_refreshes_its_day_once_re_executed(
+    data_dir, dagster_instance, monkeypatch
+):
+    instance = dagster_instance
+    job = order_to_cash_job_for(data_dir)
+    result = tick(instance, None)
+
+    def accounting_down(self, start, end):
+        raise SystemUnavailable("accounting is down")
+
+    # Reconciliation, the last step, fails: the marts' inputs for the day are written, and wait.
+    with monkeypatch.context() as outage:
+        outage.setattr(SqlAccounting, "recount_day_totals", accounting_down)
+        with dg.execute_job(job, instance, tags={"dagster/partition": RERUN}) as failed:
+            assert not failed.success
+    failed_steps = steps(instance, failed.run_id, dg.DagsterEventType.STEP_FAILURE)
+    assert failed_steps == {"fulfillment__reconciliation"}
+    result = tick(instance, result.cursor)
+    assert not result.run_requests
+
+    # Re-executed from failure as the UI does: only reconciliation runs, and the day refreshes.
+    options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+    with dg.execute_job(
+        job, instance, tags=failed.dagster_run.tags, reexecution_options=options
+    ) as recovered:
+        assert recovered.success
+    rerun = steps(instance, recovered.run_id, dg.DagsterEventType.STEP_START)
+    assert rerun == {"fulfillment__reconciliation"}
+    result = tick(instance, result.cursor)
+    assert ranges(result) == [(RERUN, RERUN)]
+    assert not tick(instance, result.cursor).run_requests
+
+
+def test_materialisations_written_while_a_tick_reads_are_refreshed(
+    data_dir, dagster_instance, monkeypatch
+):
+    instance = dagster_instance
+    result = tick(instance, None)
+    assert order_to_cash(data_dir, instance.root_directory, RERUN).success
+    result = tick(instance, result.cursor)
+    assert ranges(result) == [(RERUN, RERUN)]
+
+    # While the tick reads the watched assets one after another, a run rewrites the first of
+    # them for RERUN, then another stages LATER (a later one of them).
+    first = watched_keys(defs.get_repository_def())[0]
+    fetch = instance.fetch_materializations
+    written = []
+
+    def fetch_while_runs_write(*args, **kwargs):
+        found = fetch(*args, **kwargs)
+        if not written:
+            written.append(first)
+            rewrite = dg.materialize(
+                UPSTREAM,
+                selection=[first],
+                resources=resources_for(data_dir),
+                instance=instance,
+                partition_key=RERUN,
+            )
+            assert rewrite.success
+            assert stage(data_dir, LATER, instance=instance).success
+        return found
+
+    monkeypatch.setattr(instance, "fetch_materializations", fetch_while_runs_write)
+    result = tick(instance, result.cursor)
+    assert written
+    requested = ranges(result)
+    requested += ranges(tick(instance, result.cursor))
+    assert sorted(requested) == [(RERUN, RERUN), (LATER, LATER)]
 
 
 def test_changed_days_group_into_contiguous_ranges():
@@ -278,8 +349,8 @@ def test_a_30_day_backfill_refreshes_the_marts_in_one_run_under_dagster_dev(dags
         "selector": {**LOCATION, "jobName": "order_to_cash_job"},
         "executionMetadata": {
             "tags": [
-                {"key": "dagster/asset_partition_range_start", "value": start},
-                {"key": "dagster/asset_partition_range_end", "value": end},
+                {"key": RANGE_START_TAG, "value": start},
+                {"key": RANGE_END_TAG, "value": end},
             ]
         },
     }
@@ -308,8 +379,8 @@ def test_a_30_day_backfill_refreshes_the_marts_in_one_run_under_dagster_dev(dags
     assert len(runs) == 1, [(run["assets"], run["tags"]) for run in runs]
     (run,) = runs
     assert run["status"] == "SUCCESS", run
-    assert run["tags"]["dagster/asset_partition_range_start"] == start
-    assert run["tags"]["dagster/asset_partition_range_end"] == end
+    assert run["tags"][RANGE_START_TAG] == start
+    assert run["tags"][RANGE_END_TAG] == end
     days = query(
         data,
         "select count(distinct day) from analytics.daily_sales where day between ? and ?",
