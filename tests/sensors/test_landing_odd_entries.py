@@ -4,61 +4,15 @@ On the instance users run: a temporary DAGSTER_HOME holding the project's dagste
 """
 
 import gzip
-import shutil
-from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from resources.order_system import LandingZoneOrderSystem
-from sensors.landing import FIRST_TICK_ENV, landing_zone_sensor
+from tests.sensors.landing_zone import drop, requested, tick
 
-PROJECT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.usefixtures("first_tick_requests_everything")
+
 # 2026-08-03 written otherwise: without separators, as an ISO week date, without zero padding.
 NOT_CANONICAL = ["20260803", "2026-W32-1", "2026-8-3", "2026-02-30"]
-
-
-@pytest.fixture(scope="module")
-def instance(tmp_path_factory):
-    home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copy(PROJECT / "dagster.yaml", home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance
-
-
-@pytest.fixture(autouse=True)
-def _first_tick_requests_everything(monkeypatch):
-    monkeypatch.setenv(FIRST_TICK_ENV, "all")
-
-
-@pytest.fixture
-def landing(tmp_path) -> Path:
-    (tmp_path / "landing" / "orders").mkdir(parents=True)
-    return tmp_path / "landing"
-
-
-def drop(landing: Path, day: str, name: str = "batch-001.jsonl.gz") -> Path:
-    """Land a batch as the order system does: a hidden temporary name, then a rename."""
-    directory = landing / "orders" / day
-    directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f".{name}.tmp"
-    temp.write_bytes(gzip.compress(b'{"o_orderkey":1}\n', mtime=0))
-    return temp.replace(directory / name)
-
-
-def tick(landing: Path, instance, cursor: str | None = None) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        cursor=cursor,
-        resources={"order_system": LandingZoneOrderSystem(landing_dir=str(landing))},
-        instance=instance,
-    )
-    result = landing_zone_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    return result
-
-
-def requested(result: dg.SensorResult) -> list[str]:
-    return [request.partition_key for request in result.run_requests or []]
 
 
 def test_folders_not_named_as_a_day_are_reported_and_never_requested(landing, instance, capfd):

@@ -13,7 +13,6 @@ import pytest
 
 from orchestration_defs.definitions import defs
 from orchestration_defs.jobs import order_to_cash_job
-from resources.order_system import LandingZoneOrderSystem
 from sensors.landing import (
     FIRST_TICK_ENV,
     MAX_DAYS_PER_TICK,
@@ -23,36 +22,12 @@ from sensors.landing import (
     plan_tick,
 )
 from tests.helpers import resources_for
+from tests.sensors.landing_zone import drop, order_system, requested, tick
+
+pytestmark = pytest.mark.usefixtures("first_tick_requests_everything")
 
 OLD_DAYS = ["2026-08-03", "2026-08-04", "2026-08-05"]
 DAY_AGO_NS = 86_400 * 10**9
-
-
-@pytest.fixture
-def instance(dagster_instance):
-    """The kind of instance the sensor daemon of `make dev` evaluates the sensor on."""
-    return dagster_instance
-
-
-@pytest.fixture(autouse=True)
-def _first_tick_requests_everything(monkeypatch):
-    # These tests follow every file from an empty cursor; the default first tick is a baseline.
-    monkeypatch.setenv(FIRST_TICK_ENV, "all")
-
-
-@pytest.fixture
-def landing(tmp_path) -> Path:
-    (tmp_path / "landing" / "orders").mkdir(parents=True)
-    return tmp_path / "landing"
-
-
-def drop(landing: Path, day: str, name: str, body: bytes = b'{"o_orderkey":1}\n') -> Path:
-    """Land a batch as the order system does: a hidden temporary name, then a rename."""
-    directory = landing / "orders" / day
-    directory.mkdir(parents=True, exist_ok=True)
-    temp = directory / f".{name}.tmp"
-    temp.write_bytes(gzip.compress(body, mtime=0))
-    return temp.replace(directory / name)
 
 
 def age(landing: Path, *days: str) -> None:
@@ -65,23 +40,6 @@ def age(landing: Path, *days: str) -> None:
 
 def seen(result: dg.SensorResult) -> LandingCursor:
     return LandingCursor.from_json(result.cursor)
-
-
-def order_system(landing: Path) -> LandingZoneOrderSystem:
-    return LandingZoneOrderSystem(landing_dir=str(landing))
-
-
-def tick(landing: Path, instance, cursor: str | None = None) -> dg.SensorResult:
-    context = dg.build_sensor_context(
-        cursor=cursor, resources={"order_system": order_system(landing)}, instance=instance
-    )
-    result = landing_zone_sensor(context)
-    assert isinstance(result, dg.SensorResult)
-    return result
-
-
-def requested(result: dg.SensorResult) -> list[str]:
-    return [request.partition_key for request in result.run_requests or []]
 
 
 def yesterday() -> date:
