@@ -9,8 +9,9 @@ machine or the network can reach it) and trusts the one user who can open that d
 `$DAGSTER_HOME/dagster.yaml` becomes a copy of `dagster.postgres.yaml`, which reads the
 connection URL from `DAGSTER_PG_URL`; the command runs with that variable and with
 `DAGSTER_EVENT_BATCH_SIZE`, which makes Dagster write a step's per-partition events in one
-statement per batch. The server stops when the command ends, however it ends; a server left by a
-killed session is reused, and a stale `postmaster.pid` (the server died with the machine) removed.
+statement per batch. The server stops when the command ends, however it ends, unless another
+live session started it; a server left by a killed session is taken over, and a stale
+`postmaster.pid` (the server died with the machine) removed.
 """
 
 from __future__ import annotations
@@ -229,15 +230,44 @@ class LocalPostgres:
 
 @contextmanager
 def running(home: Path) -> Iterator[LocalPostgres]:
-    """The server started for `home` and its dagster.yaml written; stopped on the way out."""
+    """The server up for `home` and its dagster.yaml written; stopped on the way out if ours.
+
+    The server is this session's unless another live session started it (a second shell running
+    `dagster instance migrate` beside `make dev`): that one stops it. A server whose session is
+    gone (killed) is taken over.
+    """
     server = LocalPostgres(Path(home).resolve())
     server.home.mkdir(parents=True, exist_ok=True)
+    session = server.home / "postgres.session"
+    ours = _live_session(session) is None
     try:
+        if ours:
+            session.write_text(_session_of(os.getpid()))
         server.start()
         shutil.copyfile(TEMPLATE, server.home / "dagster.yaml")
         yield server
     finally:
-        server.stop()
+        if ours:
+            server.stop()
+            session.unlink(missing_ok=True)
+
+
+def _session_of(pid: int) -> str:
+    """A process's id and start time: together they name it even after its pid is reused."""
+    import psutil
+
+    return f"{pid} {psutil.Process(pid).create_time()}"
+
+
+def _live_session(session: Path) -> int | None:
+    """The process named in the session file, if it is still running."""
+    import psutil
+
+    try:
+        pid = int(session.read_text().split()[0])
+        return pid if _session_of(pid) == session.read_text() else None
+    except (FileNotFoundError, ValueError, IndexError, psutil.Error):
+        return None
 
 
 def run(home: Path, command: Sequence[str]) -> int:

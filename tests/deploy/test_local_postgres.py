@@ -149,7 +149,7 @@ def test_command_runs_on_a_batched_postgres_instance_and_the_server_stops(home, 
     assert server.running_pid() is None
 
 
-def test_a_server_left_by_a_killed_session_is_reused_and_ctrl_c_stops_it(home):
+def test_a_server_left_by_a_killed_session_is_taken_over_shared_and_stopped_by_ctrl_c(home):
     # A session killed with SIGKILL could not stop its server.
     left = LocalPostgres(home)
     left.start()
@@ -169,6 +169,10 @@ def test_a_server_left_by_a_killed_session_is_reused_and_ctrl_c_stops_it(home):
     try:
         assert session.stdout.readline() == "up\n"
         assert left.running_pid() == left_pid  # the same server, not a second one
+        # Another shell runs a command on the instance meanwhile: the server is not its to stop.
+        beside = around(home, sys.executable, "-c", "print('beside')")
+        assert (beside.returncode, beside.stdout) == (0, "beside\n"), beside.stderr
+        assert left.running_pid() == left_pid
         os.killpg(session.pid, signal.SIGINT)
         out, err = session.communicate(timeout=300)
     finally:
