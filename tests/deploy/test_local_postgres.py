@@ -230,10 +230,11 @@ def test_dagster_dev_on_the_local_instance_runs_a_day_and_ctrl_c_stops_everythin
         # The run worker wrote to the instance's PostgreSQL database.
         rows = psycopg_rows(
             LocalPostgres(home),
-            "select count(*) from event_logs where run_id = %s and dagster_event_type = %s",
+            "select asset_key from event_logs where run_id = %s and dagster_event_type = %s",
             [run_id, "ASSET_MATERIALIZATION"],
         )
-        assert rows == [(3,)]  # staging/orders, lineitem, order_rejects
+        staged = {json.loads(key)[-1] for (key,) in rows}
+        assert {"orders", "lineitem", "order_rejects"} <= staged
 
         os.killpg(session.pid, signal.SIGINT)
         session.wait(timeout=180)
