@@ -11,6 +11,11 @@ DATA_DIR    := $(or $(ORDERFLOW_DATA_DIR),$(CURDIR)/data)
 UI_HOST     := $(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST))
 UI_URL      := $(or $(ORDERFLOW_UI_URL),http://$(UI_HOST):$(PORT))
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# Instance storage: postgres (a local server, started and stopped with dagster dev; batched event
+# writes, see deploy/local_postgres.py) or sqlite (Dagster's default: dagster.yaml as it is).
+INSTANCE    ?= postgres
+DEV_ENV     := ORDERFLOW_DATA_DIR="$(DATA_DIR)" ORDERFLOW_UI_URL="$(UI_URL)"
+DAGSTER_DEV := $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 .PHONY: dev test install store lint bench clean
 
@@ -30,9 +35,14 @@ store: install
 
 dev: store
 	mkdir -p "$(DAGSTER_HOME)"
+ifeq ($(INSTANCE),postgres)
+	$(DEV_ENV) $(BIN)/python -m deploy.local_postgres --home "$(DAGSTER_HOME)" -- $(DAGSTER_DEV)
+else ifeq ($(INSTANCE),sqlite)
 	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	ORDERFLOW_DATA_DIR="$(DATA_DIR)" ORDERFLOW_UI_URL="$(UI_URL)" \
-		$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
+	$(DEV_ENV) $(DAGSTER_DEV)
+else
+	$(error INSTANCE must be postgres or sqlite, not "$(INSTANCE)")
+endif
 
 lint: install
 	$(BIN)/ruff check .

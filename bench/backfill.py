@@ -16,6 +16,13 @@ Phases, each in its own process so that its peak RSS is its own:
 The figure of merit is backfill / (empty + duckdb); machines here are noisy, so only ratios from
 one invocation are compared (the notifier's calls against the `maildir` floor).
 
+    python bench/backfill.py --bookkeeping
+
+runs only the `empty` phase, three times, on the instance kinds `make dev` can use: SQLite
+(dagster.yaml), PostgreSQL (dagster.postgres.yaml on deploy/local_postgres.py's server) without
+event batching, and the same with the batch size `make dev` sets; it reports Dagster's bookkeeping
+per asset-partition for each. It reads no store, so the scale factor does not matter.
+
 Each invocation leaves its outputs (millions of files at SF 1) under the work dir: deleting them
 makes this disk discard the freed blocks for many minutes, and file creation meanwhile ran up to
 10 x slower (bench/RESULTS.md), which would skew whatever is measured next. `--clean` deletes
@@ -25,6 +32,7 @@ them once measuring is over.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import resource
@@ -33,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 HISTORY = ("2020-01-01", "2026-08-02")
 # What an invocation leaves under the work dir, by name prefix; `--clean` deletes these.
 INSTANCE, RUN, FLOOR = "dagster_home_", "run-", "maildir-"
+PARTITIONS = (dt.date.fromisoformat(HISTORY[1]) - dt.date.fromisoformat(HISTORY[0])).days + 1
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": HISTORY[0],
     "dagster/asset_partition_range_end": HISTORY[1],
@@ -48,9 +58,11 @@ RANGE_TAGS = {
 
 
 def _instance(work: Path):
-    """A SQLite-backed instance in a fresh folder: the storage `dagster dev` uses by default."""
+    """The instance in BENCH_INSTANCE_HOME, else a SQLite one with Dagster's defaults."""
     import dagster as dg
 
+    if os.environ.get("BENCH_INSTANCE_HOME"):
+        return dg.DagsterInstance.from_config(os.environ["BENCH_INSTANCE_HOME"])
     home = Path(tempfile.mkdtemp(dir=work, prefix=INSTANCE))
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.from_config(str(home))
@@ -103,12 +115,19 @@ def phase_empty(data: Path, work: Path) -> dict:
         return empty
 
     copies = [empty_copy(real) for real in _daily_assets()]
+    instance = _instance(work)
     started = time.perf_counter()
-    result = dg.materialize(copies, instance=_instance(work), tags=RANGE_TAGS)
+    result = dg.materialize(copies, instance=instance, tags=RANGE_TAGS)
     seconds = time.perf_counter() - started
     assert result.success
+    events = Counter(
+        entry.dagster_event_type.value
+        for entry in instance.all_logs(result.run_id)
+        if entry.dagster_event_type
+    )
     return {
         "seconds": seconds,
+        "events": dict(events),
         "assets": sum(len(c.keys) for c in copies),
         "steps": {
             key.removeprefix("empty_"): value for key, value in _step_seconds(result).items()
@@ -261,7 +280,7 @@ PHASES = {
 }
 
 
-def run_phase(name: str, data: Path, work: Path) -> dict:
+def run_phase(name: str, data: Path, work: Path, environment: dict | None = None) -> dict:
     """Run one phase in a child process and return its figures with its peak RSS."""
     out = subprocess.run(
         [
@@ -277,9 +296,54 @@ def run_phase(name: str, data: Path, work: Path) -> dict:
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, "DAGSTER_HOME": str(work)},
+        env={**os.environ, "DAGSTER_HOME": str(work), **(environment or {})},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# `--bookkeeping`: each instance kind, and the DAGSTER_EVENT_BATCH_SIZE its run gets ("0": off).
+def bookkeeping(work: Path) -> dict[str, dict]:
+    """The empty copy on SQLite, PostgreSQL and PostgreSQL with batched event writes."""
+    from deploy import local_postgres
+
+    kinds = {"sqlite": "0", "postgres": "0", "postgres batched": local_postgres.EVENT_BATCH_SIZE}
+    results = {}
+    for kind, batch_size in kinds.items():
+        home = Path(tempfile.mkdtemp(dir=work, prefix=INSTANCE))
+        home.chmod(0o755)  # as root, the PostgreSQL server runs as another user
+        environment = {"BENCH_INSTANCE_HOME": str(home), "DAGSTER_EVENT_BATCH_SIZE": batch_size}
+        if kind == "sqlite":
+            shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
+            results[kind] = run_phase("empty", work, work, environment)
+            continue
+        with local_postgres.running(home) as server:
+            environment = {**server.environment(), **environment}
+            results[kind] = run_phase("empty", work, work, environment)
+    return results
+
+
+def report_bookkeeping(results: dict[str, dict]) -> None:
+    assets = results["sqlite"]["assets"]
+    cells = assets * PARTITIONS
+    print(
+        f"bookkeeping: the empty copy of {assets} daily assets over {HISTORY[0]} .. {HISTORY[1]}"
+        f" ({PARTITIONS:,} days, {cells:,} asset-partitions), one run per instance kind"
+    )
+    print(
+        f"{'instance':<18} {'seconds':>9} {'ms/asset-partition':>19} {'x sqlite':>9} {'steps s':>8} {'events':>8}"
+    )
+    for kind, figures in results.items():
+        print(
+            f"{kind:<18} {figures['seconds']:>9.1f} {figures['seconds'] / cells * 1000:>19.2f}"
+            f" {figures['seconds'] / results['sqlite']['seconds']:>9.2f}"
+            f" {sum(figures['steps'].values()):>8.1f} {sum(figures['events'].values()):>8,}"
+        )
+    print("events of the run by type:", json.dumps(results["sqlite"]["events"], sort_keys=True))
+    print(
+        json.dumps(
+            {kind: {k: v for k, v in f.items() if k != "steps"} for kind, f in results.items()}
+        )
+    )
 
 
 def main() -> None:
@@ -295,6 +359,11 @@ def main() -> None:
         "--clean",
         action="store_true",
         help="delete the outputs earlier invocations left under the work dir, and measure nothing",
+    )
+    parser.add_argument(
+        "--bookkeeping",
+        action="store_true",
+        help="measure only the empty copy, on SQLite, PostgreSQL and PostgreSQL batched",
     )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -313,6 +382,9 @@ def main() -> None:
         print(f"deleted {len(outputs)} outputs under {work}")
         return
     work.mkdir(parents=True, exist_ok=True)
+    if args.bookkeeping:
+        report_bookkeeping(bookkeeping(work))
+        return
     data = args.data_dir or work / "data"
     if not (data / "landing" / "catalog").is_dir():
         from simulator.history import generate_store
