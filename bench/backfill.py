@@ -16,12 +16,13 @@ Phases, each in its own process so that its peak RSS is its own:
 The figure of merit is backfill / (empty + duckdb); machines here are noisy, so only ratios from
 one invocation are compared (the notifier's calls against the `maildir` floor).
 
-    python bench/backfill.py --bookkeeping
+    python bench/backfill.py --bookkeeping [--days N]
 
-runs only the `empty` phase, three times, on the instance kinds `make dev` can use: SQLite
-(dagster.yaml), PostgreSQL (dagster.postgres.yaml on deploy/local_postgres.py's server) without
-event batching, and the same with the batch size `make dev` sets; it reports Dagster's bookkeeping
-per asset-partition for each. It reads no store, so the scale factor does not matter.
+runs only the `empty` phase, once per instance kind, over the whole history or its first N days:
+SQLite (dagster.yaml); Dagster's own PostgreSQL storage on deploy/local_postgres.py's server
+without event batching, and with the batch size `make dev` sets; and `make dev`'s instance itself
+(dagster.postgres.yaml: that batch size, and planned events in batches too). It reports Dagster's
+bookkeeping per asset-partition for each. It reads no store, so the scale factor does not matter.
 
 Each invocation leaves its outputs (millions of files at SF 1) under the work dir: deleting them
 makes this disk discard the freed blocks for many minutes, and file creation meanwhile ran up to
@@ -42,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +89,12 @@ def _step_seconds(result) -> dict[str, float]:
     }
 
 
+def range_tags(days: int) -> dict[str, str]:
+    """A single-run backfill's tags for the first `days` days of the history."""
+    end = dt.date.fromisoformat(HISTORY[0]) + dt.timedelta(days=days - 1)
+    return {**RANGE_TAGS, "dagster/asset_partition_range_end": end.isoformat()}
+
+
 def phase_empty(data: Path, work: Path) -> dict:
     import dagster as dg
 
@@ -117,7 +125,8 @@ def phase_empty(data: Path, work: Path) -> dict:
     copies = [empty_copy(real) for real in _daily_assets()]
     instance = _instance(work)
     started = time.perf_counter()
-    result = dg.materialize(copies, instance=instance, tags=RANGE_TAGS)
+    tags = range_tags(int(os.environ.get("BENCH_DAYS", PARTITIONS)))
+    result = dg.materialize(copies, instance=instance, tags=tags)
     seconds = time.perf_counter() - started
     assert result.success
     events = Counter(
@@ -302,43 +311,71 @@ def run_phase(name: str, data: Path, work: Path, environment: dict | None = None
 
 
 # `--bookkeeping`: each instance kind, and the DAGSTER_EVENT_BATCH_SIZE its run gets ("0": off).
-def bookkeeping(work: Path) -> dict[str, dict]:
-    """The empty copy on SQLite, PostgreSQL and PostgreSQL with batched event writes."""
+# "make dev" is dagster.postgres.yaml as it is; the other PostgreSQL kinds replace its storage
+# with Dagster's own (`storage: postgres`).
+BOOKKEEPING_KINDS = ("sqlite", "postgres", "postgres batched", "make dev")
+
+
+def bookkeeping(work: Path, days: int, kinds: Sequence[str]) -> dict[str, dict]:
+    """The empty copy on SQLite, Dagster's PostgreSQL storage (batched or not) and `make dev`'s."""
+    import yaml
+
     from deploy import local_postgres
 
-    kinds = {"sqlite": "0", "postgres": "0", "postgres batched": local_postgres.EVENT_BATCH_SIZE}
+    batched = local_postgres.EVENT_BATCH_SIZE
+    batch_sizes = {"sqlite": "0", "postgres": "0", "postgres batched": batched, "make dev": batched}
+    stock = {
+        key: value
+        for key, value in yaml.safe_load(local_postgres.TEMPLATE.read_text()).items()
+        if key not in ("run_storage", "event_log_storage", "schedule_storage")
+    }
+    stock["storage"] = {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
     results = {}
-    for kind, batch_size in kinds.items():
+    for kind in kinds:
+        batch_size = batch_sizes[kind]
         home = Path(tempfile.mkdtemp(dir=work, prefix=INSTANCE))
         home.chmod(0o755)  # as root, the PostgreSQL server runs as another user
-        environment = {"BENCH_INSTANCE_HOME": str(home), "DAGSTER_EVENT_BATCH_SIZE": batch_size}
+        environment = {
+            "BENCH_INSTANCE_HOME": str(home),
+            "DAGSTER_EVENT_BATCH_SIZE": batch_size,
+            "BENCH_DAYS": str(days),
+        }
         if kind == "sqlite":
             shutil.copyfile(ROOT / "dagster.yaml", home / "dagster.yaml")
             results[kind] = run_phase("empty", work, work, environment)
-            continue
-        with local_postgres.running(home) as server:
-            environment = {**server.environment(), **environment}
-            results[kind] = run_phase("empty", work, work, environment)
+        else:
+            with local_postgres.running(home) as server:
+                if kind != "make dev":
+                    (home / "dagster.yaml").write_text(yaml.safe_dump(stock))
+                environment = {**server.environment(), **environment}
+                results[kind] = run_phase("empty", work, work, environment)
+        results[kind]["load_average"] = os.getloadavg()
     return results
 
 
-def report_bookkeeping(results: dict[str, dict]) -> None:
-    assets = results["sqlite"]["assets"]
-    cells = assets * PARTITIONS
+def report_bookkeeping(results: dict[str, dict], days: int) -> None:
+    first = next(iter(results))
+    assets = results[first]["assets"]
+    cells = assets * days
+    tags = range_tags(days)
     print(
-        f"bookkeeping: the empty copy of {assets} daily assets over {HISTORY[0]} .. {HISTORY[1]}"
-        f" ({PARTITIONS:,} days, {cells:,} asset-partitions), one run per instance kind"
+        f"bookkeeping: the empty copy of {assets} daily assets over"
+        f" {tags['dagster/asset_partition_range_start']} .. {tags['dagster/asset_partition_range_end']}"
+        f" ({days:,} days, {cells:,} asset-partitions), one run per instance kind"
     )
     print(
-        f"{'instance':<18} {'seconds':>9} {'ms/asset-partition':>19} {'x sqlite':>9} {'steps s':>8} {'events':>8}"
+        f"{'instance':<18} {'seconds':>9} {'ms/asset-partition':>19} {'x ' + first:>18} {'steps s':>8}"
+        f" {'events':>8} {'load after':>11}"
     )
     for kind, figures in results.items():
+        load = figures["load_average"]
         print(
             f"{kind:<18} {figures['seconds']:>9.1f} {figures['seconds'] / cells * 1000:>19.2f}"
-            f" {figures['seconds'] / results['sqlite']['seconds']:>9.2f}"
+            f" {figures['seconds'] / results[first]['seconds']:>18.2f}"
             f" {sum(figures['steps'].values()):>8.1f} {sum(figures['events'].values()):>8,}"
+            f" {' '.join(f'{x:.1f}' for x in load):>11}"
         )
-    print("events of the run by type:", json.dumps(results["sqlite"]["events"], sort_keys=True))
+    print("events of the run by type:", json.dumps(results[first]["events"], sort_keys=True))
     print(
         json.dumps(
             {kind: {k: v for k, v in f.items() if k != "steps"} for kind, f in results.items()}
@@ -363,7 +400,18 @@ def main() -> None:
     parser.add_argument(
         "--bookkeeping",
         action="store_true",
-        help="measure only the empty copy, on SQLite, PostgreSQL and PostgreSQL batched",
+        help="measure only the empty copy, on SQLite, PostgreSQL, PostgreSQL batched and make dev's",
+    )
+    parser.add_argument(
+        "--days",
+        type=int,
+        default=PARTITIONS,
+        help=f"with --bookkeeping: the first DAYS days of the history (default all {PARTITIONS:,})",
+    )
+    parser.add_argument(
+        "--kinds",
+        default=",".join(BOOKKEEPING_KINDS),
+        help="with --bookkeeping: which instance kinds, comma-separated (default all: %(default)s)",
     )
     parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -383,7 +431,12 @@ def main() -> None:
         return
     work.mkdir(parents=True, exist_ok=True)
     if args.bookkeeping:
-        report_bookkeeping(bookkeeping(work))
+        if not 1 <= args.days <= PARTITIONS:
+            parser.error(f"--days must be between 1 and {PARTITIONS}")
+        kinds = [kind.strip() for kind in args.kinds.split(",")]
+        if not kinds or set(kinds) - set(BOOKKEEPING_KINDS):
+            parser.error(f"--kinds: choose from {', '.join(BOOKKEEPING_KINDS)}")
+        report_bookkeeping(bookkeeping(work, args.days, kinds), args.days)
         return
     data = args.data_dir or work / "data"
     if not (data / "landing" / "catalog").is_dir():

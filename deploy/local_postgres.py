@@ -218,13 +218,19 @@ class LocalPostgres:
             self._run("pg_ctl", ["--wait", "--timeout", "120", "--mode", "fast", "stop"])
 
     def environment(self) -> dict[str, str]:
-        """What a Dagster process needs to open the instance: its home, URL and batch size."""
+        """What a Dagster process needs to open the instance: home, URL, batch size and path.
+
+        The project goes on PYTHONPATH for the event log class the instance names
+        (deploy.instance_storage), which no installed package holds.
+        """
+        path = os.environ.get("PYTHONPATH")
         return {
             "DAGSTER_HOME": str(self.home),
             "DAGSTER_PG_URL": self.url,
             "DAGSTER_EVENT_BATCH_SIZE": os.environ.get(
                 "DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE
             ),
+            "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT), *([path] if path else [])]),
         }
 
 
