@@ -87,8 +87,18 @@ class LocalPostgres:
     @property
     def url(self) -> str:
         """The instance database's SQLAlchemy URL (no password: the socket is the access control)."""
+        return self.database_url(DATABASE)
+
+    def database_url(self, database: str) -> str:
+        """The SQLAlchemy URL of one of the server's databases."""
         host = quote(str(self.cluster), safe="")
-        return f"postgresql+psycopg2://{USER}@/{DATABASE}?host={host}&port={PORT}"
+        return f"postgresql+psycopg2://{USER}@/{database}?host={host}&port={PORT}"
+
+    def connect(self, database: str):
+        """A psycopg2 connection to one of the server's databases."""
+        import psycopg2
+
+        return psycopg2.connect(host=str(self.cluster), port=PORT, user=USER, dbname=database)
 
     def _as_server(self) -> dict:
         owner = _server_user()
@@ -198,11 +208,7 @@ class LocalPostgres:
         self._create_database()
 
     def _create_database(self) -> None:
-        import psycopg2
-
-        connection = psycopg2.connect(
-            host=str(self.cluster), port=PORT, user=USER, dbname="postgres"
-        )
+        connection = self.connect("postgres")
         connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
         try:
             with connection.cursor() as cursor:

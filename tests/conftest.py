@@ -14,12 +14,13 @@ os.environ.setdefault("ORDERFLOW_RETRY_DELAY_S", "0.1")
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from deploy.local_postgres import LocalPostgres
 from simulator.history import find_tpchgen, generate_store
 from tests.helpers import (
     HISTORY_END,
@@ -32,13 +33,53 @@ from tests.helpers import (
     make_data_dir,
     stage,
 )
-from tests.postgres import running_server
+from tests.postgres import drop_database, local_server, new_database, running_server
 
 
 @pytest.fixture(scope="session")
 def postgres_server():
     """A throwaway PostgreSQL server shared by the session (tests/postgres.py)."""
     yield from running_server()
+
+
+@pytest.fixture(scope="session")
+def local_postgres() -> Iterator[LocalPostgres]:
+    """`make dev`'s PostgreSQL server (deploy/local_postgres.py), shared by the session."""
+    yield from local_server()
+
+
+@pytest.fixture(scope="session")
+def _instance_template(local_postgres, tmp_path_factory) -> str:
+    """A database holding Dagster's schema, made once by opening `make dev`'s instance on it."""
+    name = new_database(local_postgres, "instance_template")
+    home = dagster_home(tmp_path_factory.mktemp("template_home"), "postgres")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_PG_URL", local_postgres.database_url(name))
+        dg.DagsterInstance.from_config(str(home)).dispose()
+    return name
+
+
+@pytest.fixture
+def instance_url(local_postgres, _instance_template) -> Iterator[Callable[[], str]]:
+    """Makes databases with Dagster's schema (copies of the template) and returns their URLs."""
+    made = []
+
+    def make() -> str:
+        made.append(new_database(local_postgres, "instance", template=_instance_template))
+        return local_postgres.database_url(made[-1])
+
+    yield make
+    for name in made:
+        drop_database(local_postgres, name)
+
+
+@pytest.fixture
+def postgres_instance(tmp_path, monkeypatch, instance_url) -> Iterator[dg.DagsterInstance]:
+    """A new instance of the kind `make dev` runs (dagster.postgres.yaml) on a database of its own."""
+    monkeypatch.setenv("DAGSTER_PG_URL", instance_url())
+    home = dagster_home(tmp_path / "postgres_dagster_home", "postgres")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -27,10 +27,17 @@ SCALE = 0.01
 HISTORY_START, HISTORY_END = "2020-01-01", "2026-08-02"
 
 
-def dagster_home(root: Path) -> Path:
-    """A DAGSTER_HOME holding the project's dagster.yaml: the instance users run (run-sharded SQLite)."""
+INSTANCE_CONFIGS = {"sqlite": "dagster.yaml", "postgres": "dagster.postgres.yaml"}
+
+
+def dagster_home(root: Path, instance: str = "sqlite") -> Path:
+    """A DAGSTER_HOME holding the instance file `make dev INSTANCE=<instance>` uses.
+
+    "sqlite": dagster.yaml (run-sharded SQLite); "postgres": dagster.postgres.yaml, which reads
+    its database's URL from DAGSTER_PG_URL when the instance is opened.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", root / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / INSTANCE_CONFIGS[instance], root / "dagster.yaml")
     return root
 
 

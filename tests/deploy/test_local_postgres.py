@@ -115,7 +115,25 @@ def around(home: Path, *command: str, **kwargs) -> subprocess.CompletedProcess:
 def test_template_is_dagster_yaml_with_postgres_storage():
     local = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
     postgres = yaml.safe_load(TEMPLATE.read_text())
-    assert postgres.pop("storage") == {"postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}}
+    url = {"postgres_url": {"env": "DAGSTER_PG_URL"}}
+    storages = {key: postgres.pop(key) for key in ("run_storage", "schedule_storage")}
+    assert storages == {
+        "run_storage": {
+            "module": "dagster_postgres.run_storage",
+            "class": "PostgresRunStorage",
+            "config": url,
+        },
+        "schedule_storage": {
+            "module": "dagster_postgres.schedule_storage",
+            "class": "PostgresScheduleStorage",
+            "config": url,
+        },
+    }
+    assert postgres.pop("event_log_storage") == {
+        "module": "deploy.instance_storage",
+        "class": "OrderflowPostgresEventLogStorage",
+        "config": url,
+    }
     assert postgres == local
 
 
@@ -127,7 +145,7 @@ def test_command_runs_on_a_batched_postgres_instance_and_the_server_stops(home, 
 
     assert first.returncode == 3, first.stderr  # the command's own exit status
     figures = json.loads(first.stdout.strip().splitlines()[-1])
-    assert figures["event_log"] == "PostgresEventLogStorage"
+    assert figures["event_log"] == "OrderflowPostgresEventLogStorage"
     assert figures["materializations"] == 2 * PARTITIONS
     # Batched, a run writes its 121 materialisations in one statement: one event by one it needs
     # at least one more transaction per partition.
