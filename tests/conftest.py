@@ -74,10 +74,14 @@ def instance_url(local_postgres, _instance_template) -> Iterator[Callable[[], st
 
 
 @pytest.fixture
-def postgres_instance(tmp_path, monkeypatch, instance_url) -> Iterator[dg.DagsterInstance]:
-    """A new instance of the kind `make dev` runs (dagster.postgres.yaml) on a database of its own."""
+def dagster_instance(tmp_path, monkeypatch, instance_url) -> Iterator[dg.DagsterInstance]:
+    """A new instance of the kind `make dev` runs, for one test, on a database of its own.
+
+    dagster.postgres.yaml in a DAGSTER_HOME of its own; DAGSTER_PG_URL is set for the test, so
+    processes it starts and instances opened from the same home share the database.
+    """
     monkeypatch.setenv("DAGSTER_PG_URL", instance_url())
-    home = dagster_home(tmp_path / "postgres_dagster_home", "postgres")
+    home = dagster_home(tmp_path / "dagster_home", "postgres")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
 
@@ -93,17 +97,17 @@ def _isolated_dagster_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def _new_dagster_home(tmp_path_factory) -> Path:
-    """A DAGSTER_HOME whose storage is created (and then closed), to copy for each test."""
+def _new_sqlite_home(tmp_path_factory) -> Path:
+    """A SQLite DAGSTER_HOME whose storage is created (and then closed), to copy for each test."""
     home = dagster_home(tmp_path_factory.mktemp("new_dagster_home"))
     dg.DagsterInstance.from_config(str(home)).dispose()
     return home
 
 
 @pytest.fixture
-def dagster_instance(tmp_path, _new_dagster_home) -> Iterator[dg.DagsterInstance]:
-    """A new instance of the kind `make dev` runs, on its own DAGSTER_HOME, for one test."""
-    home = shutil.copytree(_new_dagster_home, tmp_path / "dagster_home")
+def sqlite_instance(tmp_path, _new_sqlite_home) -> Iterator[dg.DagsterInstance]:
+    """A new instance of the kind `make dev INSTANCE=sqlite` runs, on its own DAGSTER_HOME."""
+    home = shutil.copytree(_new_sqlite_home, tmp_path / "sqlite_dagster_home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
 

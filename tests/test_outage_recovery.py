@@ -9,7 +9,6 @@ as many as a clean run of the same day makes.
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,6 @@ from resources.notifier import MaildirNotifier
 from sensors.alerts import run_failure_alert_sensor
 from tests.helpers import make_data_dir, query
 
-ROOT = Path(__file__).resolve().parent.parent
 DAY = "2021-03-10"
 # The steps that call the system that is down (the day has back-orders and refused shipments).
 FAILING_STEPS = {
@@ -45,13 +43,9 @@ WAREHOUSE_TABLES = (
 
 
 @pytest.fixture
-def instance(tmp_path):
-    """A Dagster instance as `make dev` runs it: DAGSTER_HOME holding the project's dagster.yaml."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        yield instance
+def instance(dagster_instance):
+    """A Dagster instance as `make dev` runs it (tests/conftest.py)."""
+    return dagster_instance
 
 
 def job_for(data: Path) -> dg.ReconstructableJob:

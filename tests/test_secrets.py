@@ -4,8 +4,9 @@ The alert webhook's URL (it carries a token), the SMTP password and the carrier'
 distinctive values; a day of `order_to_cash_job` then sends e-mail through an SMTP server that
 requires the login, ships through the HTTP carrier that requires the token, and fails at the
 ledger, so that the failure alert is posted to the webhook. Nothing the instance stored (run
-config, job snapshot, event log text and metadata, compute logs) nor the run's console output may
-contain a secret.
+config, job snapshot, event log text and metadata, compute logs: files, and the tables of its
+PostgreSQL database or SQLite files) nor the run's console output may contain a secret, on either
+kind of instance `make dev` runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from contextlib import closing, suppress
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import sqlalchemy as sa
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from orchestration_defs.definitions import build_resources, defs
@@ -36,6 +39,8 @@ def authenticator(server, session, envelope, mechanism, auth_data):
 
 
 def _text(value: object) -> str:
+    if isinstance(value, memoryview):  # PostgreSQL's bytea
+        value = value.tobytes()
     if isinstance(value, bytes):
         # Dagster stores snapshots zlib-compressed.
         with suppress(zlib.error):
@@ -62,8 +67,31 @@ def stored_text(home: Path) -> dict[str, str]:
     return stored
 
 
+def database_text(url: str) -> dict[str, str]:
+    """Every table of a PostgreSQL database as text, by table."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            stored = {}
+            for table in sa.inspect(connection).get_table_names():
+                rows = connection.execute(
+                    sa.select(sa.Table(table, sa.MetaData(), autoload_with=connection))
+                )
+                stored[f"database: {table}"] = "\n".join(_text(v) for row in rows for v in row)
+            return stored
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["make dev", "make dev INSTANCE=sqlite"])
+def instance(request):
+    """The instance on PostgreSQL (`make dev`), and on SQLite."""
+    kind = "dagster_instance" if request.param == "make dev" else "sqlite_instance"
+    return request.getfixturevalue(kind)
+
+
 def test_no_secret_shows_in_run_config_events_or_logs(
-    data_dir, dagster_instance, tmp_path, monkeypatch, capfd
+    data_dir, instance, tmp_path, monkeypatch, capfd
 ):
     carrier = Carrier(tmp_path / "carrier", token=CARRIER_TOKEN)
     mail = Collector()
@@ -95,16 +123,16 @@ def test_no_secret_shows_in_run_config_events_or_logs(
                 resources=resources,
                 executor=defs.executor,
             )
-            context = dg.build_sensor_context(instance=dagster_instance, resources=resources)
+            context = dg.build_sensor_context(instance=instance, resources=resources)
             run_failure_alert_sensor.evaluate_tick(context)  # starts watching
             result = wired.resolve_job_def("order_to_cash_job").execute_in_process(
                 partition_key=DAY,
-                instance=dagster_instance,
+                instance=instance,
                 run_config={"resources": {"accounting": {"config": {"faults": {"down": True}}}}},
                 raise_on_error=False,
             )
             context = dg.build_sensor_context(
-                instance=dagster_instance, cursor=context.cursor, resources=resources
+                instance=instance, cursor=context.cursor, resources=resources
             )
             run_failure_alert_sensor.evaluate_tick(context)
     finally:
@@ -118,12 +146,15 @@ def test_no_secret_shows_in_run_config_events_or_logs(
     assert carrier.row_counts()[0] > 0
     assert [a["subject"] for a in alerts] == [f"Run failed: order_to_cash_job {DAY}"]
 
-    run = dagster_instance.get_run_by_id(result.run_id)
+    run = instance.get_run_by_id(result.run_id)
     stored = {
         "run config": str(run.run_config),
         "console": "".join(capfd.readouterr()),
-        **stored_text(Path(dagster_instance.root_directory)),
+        **stored_text(Path(instance.root_directory)),
     }
+    postgres_url = getattr(instance.event_log_storage, "postgres_url", None)
+    if postgres_url is not None:
+        stored.update(database_text(postgres_url))
     for secret in SECRETS:
         assert [where for where, text in stored.items() if secret in text] == [], secret
     # The scan read what it should: the run's events, and the job snapshot naming the variables.

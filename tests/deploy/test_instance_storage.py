@@ -92,9 +92,9 @@ def stock_instance(tmp_path, instance_url):
 
 
 @pytest.fixture(params=["make dev", "dagster's own"])
-def either_instance(request, postgres_instance, stock_instance):
+def either_instance(request, dagster_instance, stock_instance):
     """Each test below runs on make dev's instance, and on Dagster's own storage for reference."""
-    return postgres_instance if request.param == "make dev" else stock_instance
+    return dagster_instance if request.param == "make dev" else stock_instance
 
 
 def statuses(instance: dg.DagsterInstance, key: dg.AssetKey) -> set:
@@ -102,8 +102,8 @@ def statuses(instance: dg.DagsterInstance, key: dg.AssetKey) -> set:
     return set(instance.get_status_by_partition(key, KEYS, DAYS).values())
 
 
-def test_make_dev_writes_a_runs_planned_events_in_batches(postgres_instance):
-    instance = postgres_instance
+def test_make_dev_writes_a_runs_planned_events_in_batches(dagster_instance):
+    instance = dagster_instance
     assert type(instance.event_log_storage) is OrderflowPostgresEventLogStorage
 
     assert dg.materialize(daily_assets(), instance=instance, tags=RANGE).success
@@ -206,9 +206,9 @@ def tables(url: str) -> dict[str, list[dict]]:
         engine.dispose()
 
 
-def test_the_tables_hold_what_dagsters_own_event_log_writes(postgres_instance, instance_url):
+def test_the_tables_hold_what_dagsters_own_event_log_writes(dagster_instance, instance_url):
     # Real runs on make dev's instance: one that succeeds, one whose second asset fails.
-    instance = postgres_instance
+    instance = dagster_instance
     assert dg.materialize(daily_assets(), instance=instance, tags=RANGE).success
     dg.materialize(daily_assets(fail=True), instance=instance, tags=RANGE, raise_on_error=False)
     runs = sorted(instance.get_run_records(), key=lambda record: record.create_timestamp)
