@@ -2,9 +2,9 @@
 run per contiguous range of days with the whole-history marts and the report, which covers the
 latest order day in the warehouse.
 
-First the sensor's ticks, with `build_sensor_context` on an instance made from the project's
-dagster.yaml (run-sharded SQLite, as under `make dev`), each requested run executed as
-`analytics_job` would run it. Then the real thing under `dagster dev`: a 30-day backfill, and the
+First the sensor's ticks, with `build_sensor_context` on the instance `make dev` runs
+(dagster.postgres.yaml, tests/conftest.py), each requested run executed as `analytics_job` would
+run it. Then the real thing under `dagster dev`: a 30-day backfill, and the
 runs the sensor launches.
 """
 
