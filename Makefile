@@ -1,6 +1,5 @@
-# Two commands do everything: `make dev` (install, demo store, dagster dev) and `make test`.
-# `make test` is the fast tier (minutes); `make test-slow` the rest (whole history, dagster dev,
-# browser), `make test-all` both, as CI runs them.
+# Two commands do everything: `make dev` (install, demo store, dagster dev) and `make test` (the
+# fast tests). `make test-slow` runs the rest (whole history, dagster dev, browser); CI runs both.
 VENV        := .venv
 BIN         := $(VENV)/bin
 PYTHON      ?= python3

@@ -46,7 +46,13 @@ FAST_TIMEOUT_S = 300
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("slow") is None and item.get_closest_marker("timeout") is None:
+        if item.get_closest_marker("slow") is not None:
+            continue
+        if "staged_history" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(
+                f"{item.nodeid} stages the whole history: mark it `slow`, or use staged_weeks"
+            )
+        if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
 
 
