@@ -128,15 +128,6 @@ def _staged(data: Path, start: str, end: str) -> Path:
     return data
 
 
-def _fulfilled(data: Path, staged: Path, start: str, end: str) -> Path:
-    shutil.copy(staged / "warehouse.duckdb", data / "warehouse.duckdb")
-    result = fulfill(data, start, end)
-    assert result.success
-    outcomes = check_outcomes(result)
-    assert all(outcomes.values()), outcomes
-    return data
-
-
 def _private_copy(tmp_path: Path, shared: Path) -> Path:
     """A test's own copy of a shared data dir's warehouse and outside systems."""
     data = make_data_dir(tmp_path / "data", (shared / "landing").resolve().parent)
@@ -163,7 +154,12 @@ def copy_of_staged(tmp_path, staged_weeks) -> Path:
 def fulfilled_weeks(tmp_path_factory, store_dir, staged_weeks) -> Path:
     """The staged weeks run through the chain in one run (a backfill), shared read-only."""
     data = make_data_dir(tmp_path_factory.mktemp("fulfilled-weeks") / "data", store_dir)
-    return _fulfilled(data, staged_weeks, WEEKS_START, WEEKS_END)
+    shutil.copy(staged_weeks / "warehouse.duckdb", data / "warehouse.duckdb")
+    result = fulfill(data, WEEKS_START, WEEKS_END)
+    assert result.success
+    outcomes = check_outcomes(result)
+    assert all(outcomes.values()), outcomes
+    return data
 
 
 @pytest.fixture
