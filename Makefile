@@ -1,4 +1,5 @@
-# Two commands do everything: `make dev` (install, demo store, dagster dev) and `make test`.
+# Two commands do everything: `make dev` (install, demo store, dagster dev) and `make test` (the
+# fast tests). `make test-slow` runs the rest (whole history, dagster dev, browser); CI runs both.
 VENV        := .venv
 BIN         := $(VENV)/bin
 PYTHON      ?= python3
@@ -17,7 +18,7 @@ INSTANCE    ?= postgres
 DEV_ENV     := ORDERFLOW_DATA_DIR="$(DATA_DIR)" ORDERFLOW_UI_URL="$(UI_URL)"
 DAGSTER_DEV := $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
-.PHONY: dev test install store lint bench clean
+.PHONY: dev test test-slow test-all install store lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +50,12 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install
+	$(BIN)/pytest -m slow
+
+test-all: test test-slow
 
 bench: install
 	$(BIN)/python bench/backfill.py --scale $(SCALE)

@@ -1,7 +1,9 @@
 """Shared fixtures: one generated SF 0.01 store per session, fresh data dirs and warehouses per test.
 
 The generated landing zone is read-only for tests (the pipeline never writes it), so each test gets
-its own data dir whose `landing/` links to the session's store and whose warehouse is new.
+its own data dir whose `landing/` links to the session's store and whose warehouse is new. Tests
+that need history use six weeks of it (WEEKS_START..WEEKS_END), staged and fulfilled once per
+session in seconds; only `slow` tests stage the whole history (minutes).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from tests.helpers import (
     HISTORY_END,
     HISTORY_START,
     SCALE,
+    WEEKS_END,
+    WEEKS_START,
     check_outcomes,
     dagster_home,
     fulfill,
@@ -34,6 +38,23 @@ from tests.helpers import (
     stage,
 )
 from tests.postgres import drop_database, local_server, new_database, running_server
+
+# Two tiers: `make test` runs every test not marked `slow`, `make test-slow` the `slow` ones, under
+# pyproject's timeout (900 s). A fast test, its first use of a session fixture included, takes at
+# most a third of FAST_TIMEOUT_S on a loaded 2-core machine: a hang fails in minutes.
+FAST_TIMEOUT_S = 300
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            continue
+        if "staged_history" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(
+                f"{item.nodeid} stages the whole history: mark it `slow`, or use staged_weeks"
+            )
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(FAST_TIMEOUT_S))
 
 
 @pytest.fixture(scope="session")
@@ -146,31 +167,40 @@ def data_dir(tmp_path, store_dir) -> Path:
     return make_data_dir(tmp_path / "data", store_dir)
 
 
-@pytest.fixture(scope="session")
-def staged_history(tmp_path_factory, store_dir) -> Path:
-    """A warehouse with the whole history staged in one run (a full backfill), shared read-only."""
-    data = make_data_dir(tmp_path_factory.mktemp("history") / "data", store_dir)
+def _staged(data: Path, start: str, end: str) -> Path:
     assert load_catalog(data).success
-    assert stage(data, HISTORY_START, HISTORY_END).success
+    assert stage(data, start, end).success
     return data
+
+
+def _private_copy(tmp_path: Path, shared: Path) -> Path:
+    """A test's own copy of a shared data dir's warehouse and outside systems."""
+    data = make_data_dir(tmp_path / "data", (shared / "landing").resolve().parent)
+    shutil.copy(shared / "warehouse.duckdb", data / "warehouse.duckdb")
+    if (shared / "systems").is_dir():
+        shutil.copytree(shared / "systems", data / "systems")
+    return data
+
+
+@pytest.fixture(scope="session")
+def staged_weeks(tmp_path_factory, store_dir) -> Path:
+    """A warehouse with WEEKS_START..WEEKS_END staged in one run (a backfill), shared read-only."""
+    data = make_data_dir(tmp_path_factory.mktemp("staged-weeks") / "data", store_dir)
+    return _staged(data, WEEKS_START, WEEKS_END)
 
 
 @pytest.fixture
-def copy_of_history(tmp_path, staged_history) -> Path:
-    """A private copy of the fully staged warehouse, for tests that write to it."""
-    data = make_data_dir(tmp_path / "data", (staged_history / "landing").resolve().parent)
-    shutil.copy(staged_history / "warehouse.duckdb", data / "warehouse.duckdb")
-    return data
+def copy_of_staged(tmp_path, staged_weeks) -> Path:
+    """A private copy of the staged weeks, for tests that write to it."""
+    return _private_copy(tmp_path, staged_weeks)
 
 
 @pytest.fixture(scope="session")
-def fulfilled_history(tmp_path_factory, staged_history) -> Path:
-    """The whole staged history run through the chain in one run (a full backfill)."""
-    data = make_data_dir(
-        tmp_path_factory.mktemp("fulfilled") / "data", (staged_history / "landing").resolve().parent
-    )
-    shutil.copy(staged_history / "warehouse.duckdb", data / "warehouse.duckdb")
-    result = fulfill(data, HISTORY_START, HISTORY_END)
+def fulfilled_weeks(tmp_path_factory, store_dir, staged_weeks) -> Path:
+    """The staged weeks run through the chain in one run (a backfill), shared read-only."""
+    data = make_data_dir(tmp_path_factory.mktemp("fulfilled-weeks") / "data", store_dir)
+    shutil.copy(staged_weeks / "warehouse.duckdb", data / "warehouse.duckdb")
+    result = fulfill(data, WEEKS_START, WEEKS_END)
     assert result.success
     outcomes = check_outcomes(result)
     assert all(outcomes.values()), outcomes
@@ -178,9 +208,13 @@ def fulfilled_history(tmp_path_factory, staged_history) -> Path:
 
 
 @pytest.fixture
-def copy_of_fulfilled(tmp_path, fulfilled_history) -> Path:
-    """A private copy of the fulfilled history: warehouse and outside systems."""
-    data = make_data_dir(tmp_path / "data", (fulfilled_history / "landing").resolve().parent)
-    shutil.copy(fulfilled_history / "warehouse.duckdb", data / "warehouse.duckdb")
-    shutil.copytree(fulfilled_history / "systems", data / "systems")
-    return data
+def copy_of_fulfilled(tmp_path, fulfilled_weeks) -> Path:
+    """A private copy of the fulfilled weeks: warehouse and outside systems."""
+    return _private_copy(tmp_path, fulfilled_weeks)
+
+
+@pytest.fixture(scope="session")
+def staged_history(tmp_path_factory, store_dir) -> Path:
+    """The whole history staged in one run (a full backfill): for `slow` tests only."""
+    data = make_data_dir(tmp_path_factory.mktemp("history") / "data", store_dir)
+    return _staged(data, HISTORY_START, HISTORY_END)

@@ -25,6 +25,9 @@ from resources.warehouse import WarehouseResource
 
 SCALE = 0.01
 HISTORY_START, HISTORY_END = "2020-01-01", "2026-08-02"
+# Six weeks that cross a month and a year boundary (stock is topped up monthly, profit is per
+# year): the history most tests stage and fulfil, once per session.
+WEEKS_START, WEEKS_END = "2020-12-07", "2021-01-17"
 
 
 INSTANCE_CONFIGS = {"sqlite": "dagster.yaml", "postgres": "dagster.postgres.yaml"}

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from resources.faults import FaultInjection
-from tests.helpers import fulfill, make_data_dir, query
+from tests.helpers import WEEKS_END, WEEKS_START, fulfill, make_data_dir, query
 
-DAY = "2021-03-10"
-WEEK = ("2021-03-08", "2021-03-14")
+# Inside the session's staged weeks (WEEKS_START..WEEKS_END in tests/helpers.py).
+DAY = "2021-01-06"
+WEEK = ("2021-01-04", "2021-01-10")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -80,8 +81,8 @@ def fingerprint(data: Path) -> dict[str, list]:
     }
 
 
-def test_full_history_in_one_run_ties_out(fulfilled_history):
-    data = fulfilled_history
+def test_weeks_in_one_run_tie_out(fulfilled_weeks):
+    data = fulfilled_weeks
     lines, orders = query(
         data,
         "select (select count(*) from staging.lineitem), (select count(*) from staging.orders)",
@@ -147,8 +148,8 @@ def test_full_history_in_one_run_ties_out(fulfilled_history):
     assert notified == tracked
 
 
-def test_reserved_quantity_never_exceeds_stock(fulfilled_history):
-    with sqlite3.connect(fulfilled_history / "systems" / "inventory.sqlite") as con:
+def test_reserved_quantity_never_exceeds_stock(fulfilled_weeks):
+    with sqlite3.connect(fulfilled_weeks / "systems" / "inventory.sqlite") as con:
         assert (
             con.execute(
                 "select count(*) from stock where available < 0 or available > base_level"
@@ -164,8 +165,8 @@ def test_reserved_quantity_never_exceeds_stock(fulfilled_history):
     assert months == 0
 
 
-def test_the_same_partitions_three_times_change_nothing(copy_of_history):
-    data = copy_of_history
+def test_the_same_partitions_three_times_change_nothing(copy_of_staged):
+    data = copy_of_staged
     assert fulfill(data, *WEEK).success
     effects, tables = side_effects(data), fingerprint(data)
     assert effects["shipments"] > 0 and effects["messages"] > 0
@@ -180,30 +181,34 @@ def test_the_same_partitions_three_times_change_nothing(copy_of_history):
         assert query(data, stamps_sql) == stamps
 
 
-def test_two_overlapping_runs_make_one_set_of_effects(copy_of_history, tmp_path):
-    data = copy_of_history
+def test_two_overlapping_runs_make_one_set_of_effects(copy_of_staged, tmp_path):
+    data = copy_of_staged
     script = (
         "import sys; from pathlib import Path; from tests.helpers import fulfill; "
         "r = fulfill(Path(sys.argv[1]), sys.argv[2], sys.argv[3], raise_on_error=False); "
         "sys.exit(0 if r.success else 1)"
     )
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script, str(data), start, end],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for start, end in (("2021-03-01", "2021-03-20"), ("2021-03-10", "2021-03-31"))
-    ]
+    # Each run's log goes to a file: a pipe nobody reads fills (64 KiB) and blocks the run.
+    runs = []
+    for n, (start, end) in enumerate(((WEEKS_START, "2021-01-06"), ("2020-12-28", WEEKS_END))):
+        with (tmp_path / f"run-{n}.log").open("w") as log:
+            runs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", script, str(data), start, end],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     for run in runs:
-        run.wait(timeout=600)
+        run.wait(timeout=240)
     # Either run may have lost a race for the warehouse and failed; a re-run heals it.
-    assert fulfill(data, "2021-03-01", "2021-03-31").success
+    assert fulfill(data, WEEKS_START, WEEKS_END).success
     effects = side_effects(data)
     lines = query(
         data,
-        "select count(*) from staging.lineitem where l_orderdate between '2021-03-01' and '2021-03-31'",
+        "select count(*) from staging.lineitem where l_orderdate between ? and ?",
+        [WEEKS_START, WEEKS_END],
     )[0][0]
     invoiced = query(data, "select count(*) from fulfillment.invoices")[0][0]
     notices = query(data, "select count(*) from fulfillment.backorder_notices")[0][0]
@@ -213,8 +218,8 @@ def test_two_overlapping_runs_make_one_set_of_effects(copy_of_history, tmp_path)
     assert effects["journal_entries"] == invoiced
 
 
-def test_a_transient_outage_is_retried_to_success(copy_of_history):
-    data = copy_of_history
+def test_a_transient_outage_is_retried_to_success(copy_of_staged):
+    data = copy_of_staged
     result = fulfill(data, DAY, faults={"carrier": FaultInjection(outage_calls=2)})
     assert result.success
     retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
@@ -225,8 +230,8 @@ def test_a_transient_outage_is_retried_to_success(copy_of_history):
     )
 
 
-def test_an_outage_past_the_retries_fails_clearly_and_a_rerun_completes(copy_of_history, tmp_path):
-    data = copy_of_history
+def test_an_outage_past_the_retries_fails_clearly_and_a_rerun_completes(copy_of_staged, tmp_path):
+    data = copy_of_staged
     result = fulfill(
         data, *WEEK, faults={"inventory": FaultInjection(down=True)}, raise_on_error=False
     )
@@ -247,8 +252,8 @@ def test_an_outage_past_the_retries_fails_clearly_and_a_rerun_completes(copy_of_
     assert fingerprint(data) == fingerprint(clean)
 
 
-def test_an_outage_in_the_middle_leaves_nothing_doubled(copy_of_history):
-    data = copy_of_history
+def test_an_outage_in_the_middle_leaves_nothing_doubled(copy_of_staged):
+    data = copy_of_staged
     assert fulfill(data, WEEK[0]).success
     result = fulfill(
         data, *WEEK, faults={"accounting": FaultInjection(down=True)}, raise_on_error=False
@@ -270,8 +275,8 @@ def test_an_outage_in_the_middle_leaves_nothing_doubled(copy_of_history):
     }
 
 
-def test_a_refused_shipment_is_compensated_once(copy_of_history):
-    data = copy_of_history
+def test_a_refused_shipment_is_compensated_once(copy_of_staged):
+    data = copy_of_staged
     assert fulfill(data, DAY).success
     order = query(data, "select min(o_orderkey) from fulfillment.invoices")[0][0]
     # A fresh warehouse copy so the carrier is asked for the first time with the refusal set.
@@ -332,8 +337,8 @@ def test_a_refused_shipment_is_compensated_once(copy_of_history):
     ) == [(0,)]
 
 
-def test_a_permanent_accounting_refusal_fails_without_retries(copy_of_history):
-    data = copy_of_history
+def test_a_permanent_accounting_refusal_fails_without_retries(copy_of_staged):
+    data = copy_of_staged
     first = query(data, "select min(o_orderkey) from staging.orders where o_orderdate = ?", [DAY])[
         0
     ][0]

@@ -28,7 +28,7 @@ pytestmark = [
     pytest.mark.skipif(
         CHROMIUM is None and not os.environ.get("ORDERFLOW_REQUIRE_BROWSER"),
         reason="Chromium is not installed: `sudo apt-get install chromium` (Debian), "
-        "then `make test` runs the browser suite (tests/browser)",
+        "then `make test-slow` runs the browser suite (tests/browser)",
     ),
 ]
 

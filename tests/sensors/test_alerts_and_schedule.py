@@ -16,7 +16,7 @@ from resources.notifier import MaildirNotifier
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
 from tests.helpers import analyse, check_outcomes, fulfill, query, resources_for
 
-DAY = "2021-03-10"
+DAY = "2021-01-06"  # inside the session's staged and fulfilled weeks
 
 
 def admin_mail(outbox) -> list[str]:
@@ -55,13 +55,13 @@ def tick(sensor: dg.SensorDefinition, instance, outbox, cursor: str | None = Non
 
 
 def test_a_failed_run_alerts_an_admin_with_job_partition_step_error_and_link(
-    copy_of_history, tmp_path, dagster_instance, monkeypatch
+    copy_of_staged, tmp_path, dagster_instance, monkeypatch
 ):
     monkeypatch.setenv("ORDERFLOW_UI_URL", "http://ui.example:4321/")
     outbox = tmp_path / "outbox"
     cursor = tick(run_failure_alert_sensor, dagster_instance, outbox)  # starts watching
     result = fulfill(
-        copy_of_history,
+        copy_of_staged,
         DAY,
         faults={"inventory": FaultInjection(down=True)},
         raise_on_error=False,
@@ -72,7 +72,7 @@ def test_a_failed_run_alerts_an_admin_with_job_partition_step_error_and_link(
     tick(run_failure_alert_sensor, dagster_instance, outbox, cursor)  # a retried tick alerts once
     tick(run_failure_alert_sensor, dagster_instance, outbox, after)  # nothing new
     (alert,) = admin_mail(outbox)
-    assert "Subject: [orderflow] Run failed: __ephemeral_asset_job__ 2021-03-10" in alert
+    assert "Subject: [orderflow] Run failed: __ephemeral_asset_job__ 2021-01-06" in alert
     assert "fulfillment__inventory_stock" in alert
     assert "inventory is down" in alert
     assert f"Open the run: http://ui.example:4321/runs/{result.run_id}\n" in alert
@@ -181,15 +181,15 @@ def test_reconciliation_agrees_then_finds_an_injected_discrepancy(copy_of_fulfil
     assert len(list((data / "outbox" / ".admin" / "new").glob("*"))) == len(alerts)
 
 
-def test_a_fault_scenario_is_set_from_run_config_alone(copy_of_history, monkeypatch):
+def test_a_fault_scenario_is_set_from_run_config_alone(copy_of_staged, monkeypatch):
     # What a user types in the launchpad: only the faults, no database URL.
-    monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(copy_of_history))
+    monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(copy_of_staged))
     result = fulfill(
-        copy_of_history,
+        copy_of_staged,
         DAY,
         run_config={"resources": {"carrier": {"config": {"faults": {"outage_calls": 1}}}}},
     )
     assert result.success
     retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert retried == ["fulfillment__shipments"]
-    assert (copy_of_history / "systems" / "carrier.sqlite").is_file()
+    assert (copy_of_staged / "systems" / "carrier.sqlite").is_file()
