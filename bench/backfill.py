@@ -90,29 +90,7 @@ def _step_seconds(result) -> dict[str, float]:
 def phase_empty(data: Path, work: Path) -> dict:
     import dagster as dg
 
-    from orchestration_defs.partitions import daily_partitions
-
-    def empty_copy(real: dg.AssetsDefinition) -> dg.AssetsDefinition:
-        specs = [spec.replace_attributes(partitions_def=None) for spec in real.specs]
-        checks = list(real.check_specs)
-
-        @dg.multi_asset(
-            specs=specs,
-            check_specs=checks,
-            partitions_def=daily_partitions,
-            backfill_policy=dg.BackfillPolicy.single_run(),
-            name=f"empty_{real.node_def.name}",
-        )
-        def empty(context):
-            context.partition_time_window  # noqa: B018 - the real assets read it too
-            for spec in specs:
-                yield dg.MaterializeResult(asset_key=spec.key)
-            for check in checks:
-                yield dg.AssetCheckResult(
-                    asset_key=check.asset_key, check_name=check.name, passed=True
-                )
-
-        return empty
+    from bench.empty import empty_copy
 
     copies = [empty_copy(real) for real in _daily_assets()]
     instance = _instance(work)
