@@ -204,7 +204,7 @@ def dagster_dev(
     """`dagster dev` over `data`, in a new DAGSTER_HOME under `root`; its URL once code is loaded."""
     from deploy import local_postgres
 
-    home = Path(tempfile.mkdtemp(dir=root, prefix="dagster_home_"))
+    home = Path(tempfile.mkdtemp(dir=root, prefix="home_"))
     home.chmod(0o755)  # as root, the PostgreSQL server runs as another user
     url = f"http://127.0.0.1:{free_port()}"
     env = {**os.environ, "ORDERFLOW_DATA_DIR": str(data), "ORDERFLOW_UI_URL": url}
