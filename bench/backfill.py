@@ -5,7 +5,7 @@
 
 Phases, each in its own process so that its peak RSS is its own:
 1. `empty`    — Dagster's bookkeeping: an empty-bodied copy of every daily asset of the graph
-                (staging and fulfillment: same keys, partitions, deps and checks, single-run
+                (bench/empty.py: same keys, partitions, deps, checks and pool, single-run
                 backfill) materialised over the whole history in one run.
 2. `duckdb`   — the staging floor: plain DuckDB read_json over the same landing files.
 3. `backfill` — the real graph over the whole history in one run (catalog and stock seeded first,
