@@ -5,7 +5,7 @@
 
 Phases, each in its own process so that its peak RSS is its own:
 1. `empty`    — Dagster's bookkeeping: an empty-bodied copy of every daily asset of the graph
-                (staging and fulfillment: same keys, partitions, deps and checks, single-run
+                (bench/empty.py: same keys, partitions, deps, checks and pool, single-run
                 backfill) materialised over the whole history in one run.
 2. `duckdb`   — the staging floor: plain DuckDB read_json over the same landing files.
 3. `backfill` — the real graph over the whole history in one run (catalog and stock seeded first,
@@ -98,29 +98,7 @@ def range_tags(days: int) -> dict[str, str]:
 def phase_empty(data: Path, work: Path) -> dict:
     import dagster as dg
 
-    from orchestration_defs.partitions import daily_partitions
-
-    def empty_copy(real: dg.AssetsDefinition) -> dg.AssetsDefinition:
-        specs = [spec.replace_attributes(partitions_def=None) for spec in real.specs]
-        checks = list(real.check_specs)
-
-        @dg.multi_asset(
-            specs=specs,
-            check_specs=checks,
-            partitions_def=daily_partitions,
-            backfill_policy=dg.BackfillPolicy.single_run(),
-            name=f"empty_{real.node_def.name}",
-        )
-        def empty(context):
-            context.partition_time_window  # noqa: B018 - the real assets read it too
-            for spec in specs:
-                yield dg.MaterializeResult(asset_key=spec.key)
-            for check in checks:
-                yield dg.AssetCheckResult(
-                    asset_key=check.asset_key, check_name=check.name, passed=True
-                )
-
-        return empty
+    from bench.empty import empty_copy
 
     copies = [empty_copy(real) for real in _daily_assets()]
     instance = _instance(work)
