@@ -129,8 +129,9 @@ def running(root: Path, store: Path, server: LocalPostgres, template: str) -> It
         )
         stack.callback(stop, process)
         wait_until_loaded(url, process, dev.log)
-        info = yaml.safe_load(graphql(url, INSTANCE)["instance"]["info"])
-        assert EVENT_LOG.items() <= info["event_log_storage"].items(), info
+        event_log = yaml.safe_load(graphql(url, INSTANCE)["instance"]["info"])["event_log_storage"]
+        found = {key: event_log.get(key) for key in EVENT_LOG} if type(event_log) is dict else None
+        assert found == EVENT_LOG, f"dagster dev's event log is not make dev's: {event_log}"
         yield dev
 
 
