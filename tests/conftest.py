@@ -24,6 +24,7 @@ import pytest
 
 from deploy.local_postgres import LocalPostgres
 from simulator.history import find_tpchgen, generate_store
+from tests.dagster_dev import DagsterDev, running
 from tests.helpers import (
     HISTORY_END,
     HISTORY_START,
@@ -105,6 +106,13 @@ def dagster_instance(tmp_path, monkeypatch, instance_url) -> Iterator[dg.Dagster
     home = dagster_home(tmp_path / "dagster_home", "postgres")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         yield instance
+
+
+@pytest.fixture
+def dagster_dev(tmp_path, store_dir, local_postgres, _instance_template) -> Iterator[DagsterDev]:
+    """`dagster dev` as `make dev` runs it, over a new data dir and database (tests/dagster_dev.py)."""
+    with running(tmp_path, store_dir, local_postgres, _instance_template) as dev:
+        yield dev
 
 
 @pytest.fixture(scope="session", autouse=True)

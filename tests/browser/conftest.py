@@ -1,7 +1,9 @@
 """The browser suite's fixtures: one `dagster dev` and one Chromium page per module.
 
-`dagster dev` runs the project's dagster.yaml in a temporary DAGSTER_HOME over a data dir whose
-landing zone is a private copy of the session's store, so that a test may land batches in it.
+`dagster dev` runs as `make dev` runs it (tests/dagster_dev.py: dagster.postgres.yaml in a
+temporary DAGSTER_HOME, a database of its own on the session's local PostgreSQL server) over a
+data dir whose landing zone is a private copy of the session's store, so that a test may land
+batches in it.
 Chromium is Debian's (`/usr/bin/chromium`), driven by Playwright from pip; nothing is downloaded.
 A failed test keeps its screenshots and the dagster dev log in a folder its report names.
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.test_e2e_dagster_dev import _dagster_dev
+from tests.dagster_dev import running
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -40,23 +42,20 @@ class DagsterUI:
     url: str
     data: Path  # its data dir: warehouse, systems, outbox
     store: Path  # the store its landing zone links to: `orderflow-sim live` lands batches here
-    root: Path  # the module's tmp dir: dagster_home, dagster-dev.log, artifacts of failed tests
-
-    @property
-    def log(self) -> Path:
-        return self.root / "dagster-dev.log"
+    log: Path  # dagster dev's output
+    root: Path  # the module's tmp dir: data, dagster_home, the log, artifacts of failed tests
 
     def artifacts(self, test: str) -> Path:
         return self.root / "artifacts" / test
 
 
 @pytest.fixture(scope="module")
-def dagster_ui(tmp_path_factory, store_dir) -> DagsterUI:
+def dagster_ui(tmp_path_factory, store_dir, local_postgres, _instance_template) -> DagsterUI:
     root = tmp_path_factory.mktemp("browser")
     store = root / "store"
     shutil.copytree(store_dir, store, symlinks=True)
-    for url, data in _dagster_dev(root, store):
-        yield DagsterUI(url, data, store, root)
+    with running(root, store, local_postgres, _instance_template) as dev:
+        yield DagsterUI(dev.url, dev.data, store, dev.log, root)
 
 
 @pytest.fixture(scope="module")

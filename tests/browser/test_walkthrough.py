@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import CHROMIUM
-from tests.test_e2e_dagster_dev import graphql
+from tests.dagster_dev import graphql
 
 pytestmark = [
     pytest.mark.browser,

@@ -14,18 +14,17 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import psycopg2
 import pytest
-import requests
 import yaml
 
 from deploy.local_postgres import SERVER_USER, TEMPLATE, LocalPostgres
 from orchestration_defs.settings import PROJECT_ROOT
+from tests.dagster_dev import launch, wait_for_run, wait_until_loaded
 from tests.helpers import make_data_dir
-from tests.test_e2e_dagster_dev import DAY, free_port, launch, wait_for
+from tests.postgres import free_port
 
 # A daily asset with an empty body, materialised over 121 days in one run, first with the batch
 # size the module sets, then with batching off; each run's write transactions are counted by the
@@ -70,6 +69,7 @@ MATERIALISE = textwrap.dedent(
     """
 )
 PARTITIONS = 121
+DAY = "2020-01-02"  # a day of the store's history
 MODULE = [sys.executable, "-m", "deploy.local_postgres"]
 SHUTS_DOWN_SLOWLY = textwrap.dedent(
     """
@@ -233,18 +233,9 @@ def test_dagster_dev_on_the_local_instance_runs_a_day_and_ctrl_c_stops_everythin
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert session.poll() is None, log_path.read_text()
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "dagster dev did not answer within 180 s"
-            time.sleep(0.5)
+        wait_until_loaded(url, session, log_path)
         run_id = launch(url, "staging_job", DAY)
-        assert wait_for(url, run_id) == "SUCCESS", log_path.read_text()
+        assert wait_for_run(url, run_id) == "SUCCESS", log_path.read_text()
         # The run worker wrote to the instance's PostgreSQL database.
         rows = psycopg_rows(
             LocalPostgres(home),

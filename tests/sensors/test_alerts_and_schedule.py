@@ -79,9 +79,11 @@ def test_a_failed_run_alerts_an_admin_with_job_partition_step_error_and_link(
 
 
 def test_make_dev_points_alert_links_at_the_ui_it_serves():
-    env = {k: v for k, v in os.environ.items() if k != "ORDERFLOW_UI_URL"}
+    # The Makefile's defaults, whatever the shell running the tests has set.
+    env = {k: v for k, v in os.environ.items() if k not in ("ORDERFLOW_UI_URL", "INSTANCE")}
 
-    def dagster_dev(*args: str, **extra: str) -> str:
+    def dev_command(*args: str, **extra: str) -> str:
+        """The line `make dev` would run `dagster dev` with (make -n: nothing is run)."""
         done = subprocess.run(
             ["make", "-n", "dev", *args],
             cwd=PROJECT_ROOT,
@@ -94,17 +96,24 @@ def test_make_dev_points_alert_links_at_the_ui_it_serves():
         (line,) = [line for line in commands if " dev -w " in line]
         return line
 
-    assert 'ORDERFLOW_UI_URL="http://127.0.0.1:3000"' in dagster_dev()
-    line = dagster_dev("HOST=dagster.lan", "PORT=4321")
+    line = dev_command()
+    assert 'ORDERFLOW_UI_URL="http://127.0.0.1:3000"' in line
+    # On the local PostgreSQL instance, which passes the environment on to dagster dev.
+    assert " -m deploy.local_postgres --home " in line
+    line = dev_command("HOST=dagster.lan", "PORT=4321")
     assert 'ORDERFLOW_UI_URL="http://dagster.lan:4321"' in line
     assert "-h dagster.lan -p 4321" in line
     # Served on every interface: the links name this machine's loopback, which a browser can open.
-    line = dagster_dev("HOST=0.0.0.0", "PORT=4321")
+    line = dev_command("HOST=0.0.0.0", "PORT=4321")
     assert 'ORDERFLOW_UI_URL="http://127.0.0.1:4321"' in line
     assert "-h 0.0.0.0 -p 4321" in line
     # Behind a proxy the public address is set by hand and wins.
-    line = dagster_dev("PORT=4321", ORDERFLOW_UI_URL="https://dagster.example.com")
+    line = dev_command("PORT=4321", ORDERFLOW_UI_URL="https://dagster.example.com")
     assert 'ORDERFLOW_UI_URL="https://dagster.example.com"' in line
+    # The SQLite instance gets the same links.
+    line = dev_command("INSTANCE=sqlite", "PORT=4321")
+    assert 'ORDERFLOW_UI_URL="http://127.0.0.1:4321"' in line
+    assert "local_postgres" not in line
 
 
 def test_a_failed_blocking_check_alerts_an_admin(copy_of_fulfilled, tmp_path, dagster_instance):

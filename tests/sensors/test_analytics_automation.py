@@ -4,8 +4,8 @@ latest order day in the warehouse.
 
 First the sensor's ticks, with `build_sensor_context` on the instance `make dev` runs
 (dagster.postgres.yaml, tests/conftest.py), each requested run executed as `analytics_job` would
-run it. Then the real thing under `dagster dev`: a 30-day backfill, and the
-runs the sensor launches.
+run it. Then the real thing under `dagster dev`, started as `make dev` starts it
+(tests/dagster_dev.py): a 30-day backfill, and the runs the sensor launches.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import requests
 
 from assets.analytics.report import DAILY_REPORT_KEY
 from assets.staging.catalog import staging_catalog
@@ -26,8 +25,8 @@ from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from resources.accounting import SqlAccounting
 from resources.faults import FaultInjection, SystemUnavailable
 from sensors.analytics import analytics_automation_sensor, contiguous_ranges, watched_keys
+from tests.dagster_dev import FINISHED, LOCATION, graphql, launch, poll, wait_for_run
 from tests.helpers import check_outcomes, partition_kwargs, query, resources_for, stage
-from tests.test_e2e_dagster_dev import LAUNCH, STATUS, _dagster_dev
 
 UPSTREAM = [staging_catalog, staging_orders, *FULFILLMENT_ASSETS]
 PAST = ("2026-07-01", "2026-07-05")  # a backfill of five past days
@@ -293,88 +292,41 @@ query Ticks($selector: SensorSelector!) {
 }
 """
 BACKFILL = ("2026-06-01", "2026-06-30")
-FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-LOCATION = {"repositoryLocationName": "orderflow", "repositoryName": "__repository__"}
-
-
-def ask(url: str, query_text: str, variables: dict) -> dict:
-    """A GraphQL answer; patient, since the webserver may still be loading the code location."""
-    response = requests.post(
-        f"{url}/graphql", json={"query": query_text, "variables": variables}, timeout=180
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]
-
-
-def wait_for(what: str, probe, seconds: float = 600):
-    """Poll `probe` until it returns something truthy; fail naming `what` after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def automation_runs(url: str) -> list[dict]:
     tags = [{"key": "dagster/sensor_name", "value": "analytics_automation_sensor"}]
-    runs = ask(url, RUNS, {"tags": tags})["runsOrError"]["results"]
+    runs = graphql(url, RUNS, {"tags": tags})["runsOrError"]["results"]
     for run in runs:
         run["tags"] = {tag["key"]: tag["value"] for tag in run["tags"]}
         run["assets"] = {"/".join(key["path"]) for key in run["assetSelection"] or []}
     return runs
 
 
-@pytest.fixture
-def dagster_dev(tmp_path, store_dir):
-    """`dagster dev` with the project's dagster.yaml over a new data dir (tests/test_e2e_dagster_dev)."""
-    yield from _dagster_dev(tmp_path, store_dir)
-
-
 @pytest.mark.slow
 def test_a_30_day_backfill_refreshes_the_marts_in_one_run_under_dagster_dev(dagster_dev):
-    url, data = dagster_dev
+    url, data = dagster_dev.url, dagster_dev.data
     selector = {**LOCATION, "sensorName": "analytics_automation_sensor"}
 
     def ticks() -> list[dict]:
-        return ask(url, TICKS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
+        return graphql(url, TICKS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
 
     # The sensor is on by default; its first tick takes stock.
-    wait_for("the sensor's first tick", ticks)
+    poll("the sensor's first tick", ticks)
 
     # A 30-day backfill of the order-to-cash chain: one run over the range (single_run policy).
     start, end = BACKFILL
-    params = {
-        "selector": {**LOCATION, "jobName": "order_to_cash_job"},
-        "executionMetadata": {
-            "tags": [
-                {"key": RANGE_START_TAG, "value": start},
-                {"key": RANGE_END_TAG, "value": end},
-            ]
-        },
-    }
-    launched = wait_for(
-        "the launch of the backfill run",
-        lambda: ask(url, LAUNCH, {"params": params})["launchRun"].get("run"),
-        120,
-    )
-    status = wait_for(
-        "the backfill run to finish",
-        lambda: FINISHED & {ask(url, STATUS, {"runId": launched["runId"]})["runOrError"]["status"]},
-    )
-    assert status == {"SUCCESS"}
+    backfill = launch(url, "order_to_cash_job", tags={RANGE_START_TAG: start, RANGE_END_TAG: end})
+    assert wait_for_run(url, backfill, timeout=600) == "SUCCESS"
 
     def all_finished() -> list[dict]:
         runs = automation_runs(url)
         return runs if runs and all(run["status"] in FINISHED for run in runs) else []
 
-    runs = wait_for("the sensor's run to finish", all_finished)
+    runs = poll("the sensor's run to finish", all_finished)
     # One more tick after the last run has ended requests nothing more.
     last_end = max(run["endTime"] for run in runs)
-    wait_for("a tick after the run", lambda: any(t["timestamp"] > last_end for t in ticks()))
+    poll("a tick after the run", lambda: any(t["timestamp"] > last_end for t in ticks()))
     runs = automation_runs(url)
 
     # One run for the 30 days: the daily marts over the range, the whole-history marts, the report.
