@@ -31,8 +31,7 @@ from resources.sql import (
     write_known_by_day,
 )
 
-# pandas, numpy and SQLAlchemy are imported inside the functions that use them: every process that
-# loads the definitions (each run, the code server, the daemon) would otherwise pay for them.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy as sa
@@ -266,8 +265,8 @@ def _post(conn: sa.Connection, lines: pd.DataFrame, exact: bool) -> int:
         )
     known = {row[0] for row in posted}
     new = entries[~keys.isin(known)] if known else entries
-    # In key order, each insert lands beside the previous one in the key's B-tree (measured on
-    # SQLite, 1.5 M entries: 7.0 s in posting order, 1.9 s sorted plus 0.7 s to sort).
+    # In key order, each insert lands beside the previous one in the key's B-tree
+    # (bench/RESULTS.md, issue #3).
     new_keys = new["entry_key"].tolist()
     new = new.iloc[sorted(range(len(new_keys)), key=new_keys.__getitem__)]
     inserted = insert_many(

@@ -34,8 +34,7 @@ from resources.sql import (
     write_known_by_day,
 )
 
-# pandas, numpy and SQLAlchemy are imported inside the functions that use them: every process that
-# loads the definitions (each run, the code server, the daemon) would otherwise pay for them.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd

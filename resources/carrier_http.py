@@ -23,8 +23,7 @@ from resources.carrier import (
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.sql import chunks
 
-# requests is imported inside the functions that use it: every process that loads the definitions
-# (each run, the code server, the daemon) would otherwise pay for it.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import requests
 

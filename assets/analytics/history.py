@@ -185,8 +185,6 @@ def inventory_health(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Stock, recent reservations and days of cover per (part, supplier), the most valuable stock and what to reorder."""
-    # Imported here, not at the top: every process that loads the definitions (each run,
-    # the code server, the daemon) would otherwise pay for pandas.
     import pandas as pd
 
     levels = pd.DataFrame.from_records(

@@ -21,8 +21,7 @@ from assets.fulfillment.common import money
 from resources.reports import ReportStore
 from resources.warehouse import WarehouseResource
 
-# matplotlib and pandas are imported inside the functions that use them: every process that loads
-# the definitions (each run, the code server, the daemon) would otherwise pay for them.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 

@@ -32,8 +32,7 @@ from resources.inventory import InventoryResource, StockItem
 from resources.sql import chunks
 from resources.warehouse import WarehouseResource
 
-# pandas and numpy are imported inside the functions that use them: every process that loads the
-# definitions (each run, the code server, the daemon) would otherwise pay for them.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 

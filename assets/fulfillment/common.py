@@ -15,8 +15,7 @@ from orchestration_defs import settings
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.warehouse import WarehouseResource
 
-# For type hints only: every process that loads the definitions (each run, the code server, the
-# daemon) would otherwise pay for pandas.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 

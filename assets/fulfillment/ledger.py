@@ -35,8 +35,7 @@ from orchestration_defs.partitions import daily_partitions
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
 
-# pandas and numpy are imported inside the functions that use them: every process that loads the
-# definitions (each run, the code server, the daemon) would otherwise pay for them.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd

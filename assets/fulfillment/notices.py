@@ -35,8 +35,7 @@ from orchestration_defs.partitions import daily_partitions
 from resources.notifier import Message, NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 
-# pandas is imported inside the functions that use it: every process that loads the definitions
-# (each run, the code server, the daemon) would otherwise pay for it.
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 

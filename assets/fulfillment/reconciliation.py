@@ -42,8 +42,8 @@ RECONCILIATION = (
     ("matches", "BOOLEAN", "Whether the two agree."),
 )
 FIX = "Check the system's configuration, then re-run reconciliation."
-# Recounts at once: one per system, while the warehouse's own counts run (measured at SF 1 from a
-# cold cache: 9.5 s one after another, 6.3 s at once).
+# The systems recount at once, one thread each, while the warehouse counts: their drivers release
+# the GIL, so the audit waits for the longest recount, not the sum (bench/RESULTS.md, issue #3).
 RECOUNT_THREADS = 3
 
 
@@ -157,8 +157,6 @@ def reconciliation(
     notifier: NotifierResource,
 ):
     """Every per-day count and sum compared between the warehouse and the outside systems."""
-    # Imported here, not at the top: every process that loads the definitions (each run,
-    # the code server, the daemon) would otherwise pay for pandas.
     import pandas as pd
 
     start, end = window(context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -181,20 +182,38 @@ def test_the_same_partitions_three_times_change_nothing(copy_of_staged):
         assert query(data, stamps_sql) == stamps
 
 
+# One range run in a process of its own: once both processes are ready it runs, then writes the
+# (timestamp, event) of each of its step starts and ends to a JSON file.
+OVERLAPPING_RUN = """
+import json, sys, time
+from pathlib import Path
+import dagster as dg
+from tests.helpers import fulfill
+data, start, end, out = Path(sys.argv[1]), *sys.argv[2:]
+Path(out + ".ready").touch()
+deadline = time.monotonic() + 120
+while len(list(Path(out).parent.glob("*.ready"))) < 2 and time.monotonic() < deadline:
+    time.sleep(0.01)
+with dg.DagsterInstance.ephemeral() as instance:
+    result = fulfill(data, start, end, raise_on_error=False, instance=instance)
+    kinds = ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE")
+    steps = [(e.timestamp, e.dagster_event_type.value) for e in instance.all_logs(result.run_id)
+             if e.dagster_event_type is not None and e.dagster_event_type.value in kinds]
+Path(out).write_text(json.dumps(steps))
+sys.exit(0 if result.success else 1)
+"""
+
+
 def test_two_overlapping_runs_make_one_set_of_effects(copy_of_staged, tmp_path):
     data = copy_of_staged
-    script = (
-        "import sys; from pathlib import Path; from tests.helpers import fulfill; "
-        "r = fulfill(Path(sys.argv[1]), sys.argv[2], sys.argv[3], raise_on_error=False); "
-        "sys.exit(0 if r.success else 1)"
-    )
     # Each run's log goes to a file: a pipe nobody reads fills (64 KiB) and blocks the run.
-    runs = []
+    runs, outs = [], []
     for n, (start, end) in enumerate(((WEEKS_START, "2021-01-06"), ("2020-12-28", WEEKS_END))):
+        outs.append(tmp_path / f"run-{n}.json")
         with (tmp_path / f"run-{n}.log").open("w") as log:
             runs.append(
                 subprocess.Popen(
-                    [sys.executable, "-c", script, str(data), start, end],
+                    [sys.executable, "-c", OVERLAPPING_RUN, str(data), start, end, str(outs[-1])],
                     cwd=ROOT,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -202,6 +221,18 @@ def test_two_overlapping_runs_make_one_set_of_effects(copy_of_staged, tmp_path):
             )
     for run in runs:
         run.wait(timeout=240)
+    # The runs overlapped: each one's first step started before the other's last step ended.
+    spans = []
+    for n, out in enumerate(outs):
+        assert out.exists(), (tmp_path / f"run-{n}.log").read_text()[-4000:]
+        steps = json.loads(out.read_text())
+        started = [at for at, event in steps if event == "STEP_START"]
+        ended = [at for at, event in steps if event != "STEP_START"]
+        assert started and ended, steps
+        spans.append((min(started), max(ended)))
+    assert max(first for first, _ in spans) < min(last for _, last in spans), (
+        f"the runs did not overlap; (first step start, last step end) of each: {spans}"
+    )
     # Either run may have lost a race for the warehouse and failed; a re-run heals it.
     assert fulfill(data, WEEKS_START, WEEKS_END).success
     effects = side_effects(data)
