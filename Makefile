@@ -50,10 +50,10 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" --durations=20
 
 test-slow: install
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m slow --durations=20
 
 test-all: test test-slow
 
