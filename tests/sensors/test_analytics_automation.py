@@ -24,6 +24,7 @@ from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS,
 from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from resources.accounting import SqlAccounting
 from resources.faults import FaultInjection, SystemUnavailable
+from resources.inventory import SqlInventory
 from sensors.analytics import analytics_automation_sensor, contiguous_ranges, watched_keys
 from tests.dagster_dev import FINISHED, LOCATION, graphql, launch, poll, wait_for_run
 from tests.helpers import check_outcomes, partition_kwargs, query, resources_for, stage
@@ -111,7 +112,7 @@ def days_in_marts(data: Path) -> dict[str, list[str]]:
 
 
 def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_latest_day(
-    data_dir, dagster_instance
+    data_dir, dagster_instance, monkeypatch
 ):
     instance = dagster_instance
     home = instance.root_directory
@@ -119,26 +120,32 @@ def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_lat
     result = tick(instance, None)
     assert not result.run_requests
 
-    # A backfill of five past days, one run. While it runs, the sensor waits for it. The run's
-    # five inventory calls after staging each take 4 s: a tick, even on a loaded machine, falls
-    # inside those 20 s.
+    # A backfill of five past days, one run. While it runs, the sensor waits for it: the run
+    # stages its orders, then its first inventory call waits until the test has ticked.
+    ticked = threading.Event()
+    reserve_frame = SqlInventory.reserve_frame
+
+    def after_the_tick(self, lines):
+        assert ticked.wait(timeout=300), "the test did not tick"
+        return reserve_frame(self, lines)
+
+    monkeypatch.setattr(SqlInventory, "reserve_frame", after_the_tick)
     outcome = []
-    backfill = threading.Thread(
-        target=lambda: outcome.append(
-            order_to_cash(data_dir, home, *PAST, inventory={"slow_seconds": 4})
-        )
-    )
+    backfill = threading.Thread(target=lambda: outcome.append(order_to_cash(data_dir, home, *PAST)))
     backfill.start()
-    staged = []
-    while not staged and backfill.is_alive():
-        staged = instance.fetch_materializations(dg.AssetKey(["staging", "orders"]), 1).records
-        time.sleep(0.5)
-    assert staged, "the backfill ended before staging its orders"
-    result = tick(instance, result.cursor)
-    assert not instance.get_run_by_id(staged[0].run_id).is_finished
+    try:
+        staged = []
+        while not staged and backfill.is_alive():
+            staged = instance.fetch_materializations(dg.AssetKey(["staging", "orders"]), 1).records
+            time.sleep(0.2)
+        assert staged, "the backfill ended before staging its orders"
+        result = tick(instance, result.cursor)
+        assert not instance.get_run_by_id(staged[0].run_id).is_finished
+    finally:
+        ticked.set()
+        backfill.join()
     assert not result.run_requests
     assert result.skip_reason.skip_message == f"Waiting for run {staged[0].run_id} to finish."
-    backfill.join()
     assert outcome[0].success
 
     # Done: its five days as one run, with the whole-history marts and the report.
