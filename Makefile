@@ -49,8 +49,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Two workers by default, each with its own session store and PostgreSQL server; TEST_WORKERS=0
+# runs in one process (for pdb, or -x on the first failure in order).
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -m "not slow" --durations=20
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --durations=20
 
 test-slow: install
 	$(BIN)/pytest -m slow --durations=20
