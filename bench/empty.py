@@ -68,8 +68,8 @@ def empty_copy(real: dg.AssetsDefinition, prefix: str | None = None) -> dg.Asset
 
 def _order_to_cash_copies() -> list[dg.AssetsDefinition]:
     """Empty copies, under the prefix, of every asset `order_to_cash_job` selects."""
+    from foundation.jobs import order_to_cash_job
     from orchestration_defs import definitions as real
-    from orchestration_defs.jobs import order_to_cash_job
 
     assets = [
         real.staging_catalog,
@@ -82,7 +82,7 @@ def _order_to_cash_copies() -> list[dg.AssetsDefinition]:
 
 
 def _definitions() -> dg.Definitions:
-    from orchestration_defs.partitions import daily_partitions
+    from foundation.partitions import daily_partitions
 
     return dg.Definitions(
         assets=_order_to_cash_copies(),

@@ -1,6 +1,6 @@
 """The one code location: every asset, check, job, schedule, sensor and resource, wired explicitly.
 
-Resources are chosen here from environment variables (see orchestration_defs.settings), so the
+Resources are chosen here from environment variables (see foundation.settings), so the
 same assets run against the laptop's embedded systems or production backends unchanged.
 """
 
@@ -20,14 +20,14 @@ from assets.fulfillment.reconciliation import reconciliation
 from assets.fulfillment.shipments import compensations, shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
-from orchestration_defs import settings
-from orchestration_defs.automation import with_automation
-from orchestration_defs.jobs import (
+from foundation import layout, settings
+from foundation.jobs import (
     analytics_job,
     fulfillment_job,
     order_to_cash_job,
     staging_job,
 )
+from orchestration_defs.automation import with_automation
 from orchestration_defs.schedules import order_to_cash_schedule
 from resources.accounting import SqlAccounting
 from resources.carrier import CarrierResource, LocalCarrier
@@ -72,7 +72,7 @@ def _notifier() -> NotifierResource:
             username=os.environ.get("ORDERFLOW_SMTP_USER") or None,
             password=_secret("ORDERFLOW_SMTP_PASSWORD"),
             starttls=os.environ.get("ORDERFLOW_SMTP_STARTTLS", "1") == "1",
-            sent_log_url=sqlite_url(settings.systems_dir() / "notifier.sqlite"),
+            sent_log_url=sqlite_url(layout.systems_dir(settings.data_dir()) / "notifier.sqlite"),
             **common,
         )
     return MaildirNotifier(**common)
@@ -82,11 +82,13 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources for this deployment, from environment variables."""
     return {
         "warehouse": WarehouseResource(database=settings.warehouse_database()),
-        "order_system": LandingZoneOrderSystem(landing_dir=str(settings.landing_dir())),
+        "order_system": LandingZoneOrderSystem(
+            landing_dir=str(layout.landing_dir(settings.data_dir()))
+        ),
         "inventory": SqlInventory(),
         "carrier": _carrier(),
         "notifier": _notifier(),
-        "reports": ReportStore(directory=str(settings.data_dir() / "reports")),
+        "reports": ReportStore(directory=str(layout.reports_dir(settings.data_dir()))),
         "accounting": SqlAccounting(),
     }
 

@@ -4,7 +4,7 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
-from orchestration_defs.jobs import order_to_cash_job
+from foundation.jobs import order_to_cash_job
 
 
 # Not build_schedule_from_partitioned_job: with today's partition open (end_offset=1) that would

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from foundation.settings import system_url
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     Upgrade,
@@ -27,7 +28,6 @@ from resources.sql import (
     load_temp_table,
     read_connection,
     summed,
-    system_url,
     write_known_by_day,
 )
 

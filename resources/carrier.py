@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from foundation.settings import system_url
 from resources.faults import FaultInjection, inject
 from resources.sql import (
     Upgrade,
@@ -30,7 +31,6 @@ from resources.sql import (
     insert_many,
     load_temp_table,
     read_connection,
-    system_url,
     write_known_by_day,
 )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration_defs import settings
+from foundation import layout, settings
 from simulator.outages import OutageStateError, outage_path, read_outage
 
 
@@ -57,7 +57,9 @@ def inject(
     (each retry of a step is a new resource instance).
     """
     try:
-        outage = read_outage(outage_path(systems_dir or settings.systems_dir(), system))
+        outage = read_outage(
+            outage_path(systems_dir or layout.systems_dir(settings.data_dir()), system)
+        )
     except OutageStateError as error:
         # Transient: someone can fix the file while the step retries.
         raise SystemUnavailable(f"{system}: {error}") from error

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from foundation.settings import system_url
 from resources.faults import FaultInjection, SystemRefused, inject
 from resources.sql import (
     StoredElsewhere,
@@ -37,7 +38,6 @@ from resources.sql import (
     insert_many,
     load_temp_table,
     read_connection,
-    system_url,
     write_known_by_day,
     write_transaction,
 )

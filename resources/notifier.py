@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import dagster as dg
 
+from foundation import layout, settings
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
 
@@ -168,9 +169,7 @@ class MaildirNotifier(NotifierResource):
         return self._root() / f".{_folder_name(message.kind, message.day)}"
 
     def _root(self) -> Path:
-        from orchestration_defs import settings
-
-        return Path(self.outbox_dir) if self.outbox_dir else settings.data_dir() / "outbox"
+        return Path(self.outbox_dir) if self.outbox_dir else layout.outbox_dir(settings.data_dir())
 
     def sent_before(self, message: Message) -> bool:
         """Whether a message with this key was already sent."""

@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from foundation.layout import CATALOG_TABLES, zone_catalog_path, zone_orders_dir
+
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 
-CATALOG_TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp")
 BATCH_SUFFIXES = (".jsonl.gz", ".jsonl")
 # One order is one line of JSON. The largest TPC-H order (7 lines, longest comments) is about
 # 2.1 KB, and the scale factor changes how many orders there are, not their size (keys gain a few
@@ -267,7 +268,7 @@ class LandingZoneOrderSystem(OrderSystemResource):
 
     @property
     def _orders_root(self) -> Path:
-        return Path(self.landing_dir) / "orders"
+        return zone_orders_dir(Path(self.landing_dir))
 
     def list_batches(self, start: date, end: date) -> Listing:
         """Batches for order days in [start, end), sorted by day and name (arrival order).
@@ -339,7 +340,7 @@ class LandingZoneOrderSystem(OrderSystemResource):
         """The catalog table's Parquet file; fails clearly if the order system has not sent it."""
         if table not in CATALOG_TABLES:
             raise ValueError(f"unknown catalog table {table!r}")
-        path = Path(self.landing_dir) / "catalog" / f"{table}.parquet"
+        path = zone_catalog_path(Path(self.landing_dir), table)
         if not path.is_file():
             raise dg.Failure(
                 description=(

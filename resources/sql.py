@@ -10,7 +10,6 @@ entry.
 from __future__ import annotations
 
 import itertools
-import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -350,14 +349,3 @@ def fault_state_file(url: str, system: str) -> Path:
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return Path(parsed.database).with_suffix(".faults")
     return Path(tempfile.gettempdir()) / f"orderflow-{system}.faults"
-
-
-def system_url(configured: str, env_var: str, file_name: str) -> str:
-    """A system's database URL: the configured one, else `$<env_var>`, else a SQLite file.
-
-    An empty default lets a run's config set only `faults` (e.g. in the launchpad) and still
-    reach the deployment's database.
-    """
-    from orchestration_defs import settings
-
-    return configured or os.environ.get(env_var) or sqlite_url(settings.systems_dir() / file_name)

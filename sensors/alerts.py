@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from orchestration_defs import settings
-from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from foundation import settings
+from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
 from resources.notifier import NotifierResource
 
 

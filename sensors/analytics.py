@@ -18,9 +18,9 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from assets.analytics.common import GROUP
-from orchestration_defs.jobs import analytics_job
-from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from foundation.jobs import analytics_job
+from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
+from foundation.registry import ANALYTICS
 
 PAGE = 1000
 
@@ -35,7 +35,7 @@ def watched_keys(repository_def: dg.RepositoryDefinition) -> list[dg.AssetKey]:
     return sorted(
         key
         for key, assets_def in assets.items()
-        if assets_def.partitions_def is not None and assets_def.group_names_by_key[key] != GROUP
+        if assets_def.partitions_def is not None and assets_def.group_names_by_key[key] != ANALYTICS
     )
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from orchestration_defs.jobs import order_to_cash_job
-from orchestration_defs.partitions import HISTORY_START, daily_partitions
+from foundation.jobs import order_to_cash_job
+from foundation.partitions import HISTORY_START, daily_partitions
 from resources.order_system import (
     BATCH_SUFFIXES,
     DAY_FOLDER_RULE,

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from orchestration_defs import settings
+from foundation import layout, settings
 from simulator.days import catch_up, simulate_day, yesterday_utc
 from simulator.errors import SimulatorError
 from simulator.history import generate_store
@@ -307,7 +307,7 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "outage: name the SYSTEM whose faults to change, e.g. "
             "`orderflow-sim outage inventory --down`"
         )
-    systems_dir = _pipeline_data_dir(args) / "systems"
+    systems_dir = layout.systems_dir(_pipeline_data_dir(args))
     try:
         for system in [args.system] if args.system else SYSTEMS:
             path = outage_path(systems_dir, system)
@@ -334,7 +334,7 @@ def _serve_carrier(args: argparse.Namespace) -> int:
         error_rate=args.error_rate,
         reject_keys=args.reject,
     )
-    systems_dir = _pipeline_data_dir(args).absolute() / "systems"
+    systems_dir = layout.systems_dir(_pipeline_data_dir(args).absolute())
     database = args.database or sqlite_url(systems_dir / "carrier.sqlite")
     try:
         run(

@@ -14,10 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from foundation.layout import batch_files, day_dir
 from simulator.defects import KeyLimits
 from simulator.errors import SimulatorError
 from simulator.landing import DayResult, DefectOptions, validate_options, write_day
-from simulator.paths import batch_files, day_dir
 from simulator.records import cents_to_decimal, to_json_text
 from simulator.seeding import day_rng
 from simulator.store import StoreInfo, load_store, orders_per_day

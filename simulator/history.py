@@ -20,11 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from simulator.atomic import atomic_copy
-from simulator.defects import DefectKind, KeyLimits
-from simulator.errors import SimulatorError, StoreExistsError
-from simulator.landing import DefectOptions, validate_options, write_day
-from simulator.paths import (
+from foundation.layout import (
     CATALOG_TABLES,
     catalog_dir,
     catalog_path,
@@ -32,6 +28,10 @@ from simulator.paths import (
     orders_dir,
     simulator_dir,
 )
+from simulator.atomic import atomic_copy
+from simulator.defects import DefectKind, KeyLimits
+from simulator.errors import SimulatorError, StoreExistsError
+from simulator.landing import DefectOptions, validate_options, write_day
 from simulator.store import (
     HISTORY_END,
     HISTORY_START,

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from foundation.layout import batch_files, batch_name, day_dir, manifest_path
 from simulator.atomic import atomic_write_bytes, write_if_changed
 from simulator.defects import Defect, KeyLimits, inject_defects
 from simulator.errors import SimulatorError
-from simulator.paths import batch_files, batch_name, day_dir, manifest_path
 from simulator.seeding import day_rng
 
 GZIP_LEVEL = 6

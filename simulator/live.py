@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from foundation.layout import batch_name, day_dir
 from simulator.atomic import atomic_write_bytes
 from simulator.days import _order as draw_order
 from simulator.days import check_simulated_day, first_orderkey, order_count
 from simulator.errors import SimulatorError
 from simulator.landing import encode_batch
-from simulator.paths import batch_name, day_dir
 from simulator.records import to_json_text
 from simulator.seeding import day_rng
 from simulator.store import StoreInfo, load_store, orders_per_day

@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
+from foundation.layout import store_path
 from simulator.atomic import atomic_write_bytes
 from simulator.errors import SimulatorError, StoreNotFoundError
-from simulator.paths import store_path
 
 # TPC-H's order dates, moved 28 years later (28 years keeps weekdays and leap days identical).
 YEAR_SHIFT = 28

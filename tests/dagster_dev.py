@@ -24,7 +24,7 @@ import requests
 import yaml
 
 from deploy.local_postgres import LocalPostgres
-from orchestration_defs.settings import PROJECT_ROOT
+from foundation.settings import PROJECT_ROOT
 from tests.helpers import dagster_home, make_data_dir
 from tests.postgres import drop_database, free_port, new_database
 

@@ -9,10 +9,10 @@ import dagster as dg
 
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
+from foundation.jobs import order_to_cash_job
+from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
+from foundation.settings import PROJECT_ROOT
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
-from orchestration_defs.jobs import order_to_cash_job
-from orchestration_defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-from orchestration_defs.settings import PROJECT_ROOT
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier
 from resources.faults import FaultInjection

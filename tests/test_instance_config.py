@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from foundation.partitions import daily_partitions
 from orchestration_defs.definitions import defs
-from orchestration_defs.partitions import daily_partitions
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ["dagster.yaml", "dagster.postgres.yaml", "deploy/dagster.yaml"]

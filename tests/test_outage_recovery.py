@@ -18,7 +18,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from orchestration_defs import settings
+from foundation import settings
 from resources.notifier import MaildirNotifier
 from sensors.alerts import run_failure_alert_sensor
 from tests.helpers import make_data_dir, query

@@ -9,9 +9,10 @@ import dagster as dg
 import duckdb
 
 from assets.metadata import column_schema
+from foundation.registry import ANALYTICS
 
 Columns = tuple[tuple[str, str, str], ...]
-GROUP = "analytics"
+GROUP = ANALYTICS
 OWNERS = ["team:analytics"]
 
 

@@ -21,7 +21,7 @@ from assets.analytics.common import (
 )
 from assets.fulfillment.common import window
 from assets.metadata import markdown_preview
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
 
 DAILY_SALES_KEY = key("daily_sales")

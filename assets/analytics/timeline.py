@@ -22,7 +22,7 @@ from assets.analytics.common import (
 )
 from assets.fulfillment.common import window
 from assets.metadata import column_schema, markdown_preview
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
 
 ORDER_TIMELINE_KEY = key("order_timeline")

@@ -27,7 +27,7 @@ from assets.fulfillment.tables import ALLOCATIONS, INVENTORY_STOCK
 from assets.metadata import markdown_preview
 from assets.staging.orders import LINEITEM_KEY
 from assets.staging.validation import line_cents_sql
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.inventory import InventoryResource, StockItem
 from resources.sql import chunks
 from resources.warehouse import WarehouseResource

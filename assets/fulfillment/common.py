@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 
 from assets.fulfillment.tables import KEYS, SCHEMAS, Columns
-from orchestration_defs import settings
+from foundation import settings
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.warehouse import WarehouseResource
 

@@ -22,7 +22,7 @@ from assets.fulfillment.tables import INVOICES
 from assets.metadata import markdown_preview
 from assets.staging.orders import LINEITEM_KEY, ORDERS_KEY
 from assets.staging.validation import line_cents_sql, line_net_cents_sql
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.warehouse import WarehouseResource
 
 INVOICES_KEY = key("invoices")

@@ -31,7 +31,7 @@ from assets.fulfillment.invoices import INVOICES_KEY
 from assets.fulfillment.shipments import COMPENSATIONS_KEY
 from assets.fulfillment.tables import LEDGER_POSTINGS
 from assets.metadata import markdown_preview
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
 

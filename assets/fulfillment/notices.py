@@ -31,7 +31,7 @@ from assets.fulfillment.shipments import CUSTOMER_KEY, SHIPMENTS_KEY
 from assets.fulfillment.tables import BACKORDER_NOTICES, SHIPMENT_NOTIFICATIONS
 from assets.metadata import markdown_preview
 from assets.staging.orders import ORDERS_KEY
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.notifier import Message, NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 

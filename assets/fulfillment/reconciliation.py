@@ -25,7 +25,7 @@ from assets.fulfillment.common import (
 from assets.fulfillment.ledger import LEDGER_POSTINGS_KEY
 from assets.fulfillment.shipments import SHIPMENTS_KEY
 from assets.metadata import column_schema, markdown_preview
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.accounting import AccountingResource
 from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource

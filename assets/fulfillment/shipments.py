@@ -31,7 +31,7 @@ from assets.fulfillment.invoices import INVOICES_KEY
 from assets.fulfillment.tables import COMPENSATIONS, SHIPMENTS
 from assets.metadata import markdown_preview
 from assets.staging.orders import LINEITEM_KEY
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource
 from resources.notifier import Message, NotifierResource

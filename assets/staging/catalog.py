@@ -8,7 +8,8 @@ import dagster as dg
 
 from assets.metadata import markdown_preview
 from assets.staging.tables import CATALOG_DESCRIPTIONS, CATALOG_KEYS
-from resources.order_system import CATALOG_TABLES, OrderSystemResource
+from foundation.layout import CATALOG_TABLES
+from resources.order_system import OrderSystemResource
 from resources.warehouse import WarehouseResource
 
 OWNERS = ["team:data-engineering"]

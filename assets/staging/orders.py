@@ -21,7 +21,7 @@ from assets.staging.tables import (
     orders_schema,
 )
 from assets.staging.validation import line_cents_sql, stage_chunk
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
 from resources.order_system import OrderFileError, OrderSystemResource
 from resources.warehouse import WarehouseResource
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from deploy.local_postgres import SERVER_USER, TEMPLATE, LocalPostgres
-from orchestration_defs.settings import PROJECT_ROOT
+from foundation.settings import PROJECT_ROOT
 from tests.dagster_dev import launch, wait_for_run, wait_until_loaded
 from tests.helpers import make_data_dir
 from tests.postgres import free_port

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from foundation.settings import PROJECT_ROOT
 from orchestration_defs.definitions import defs
-from orchestration_defs.settings import PROJECT_ROOT
 from resources.faults import FaultInjection
 from resources.notifier import MaildirNotifier
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor

@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from foundation.jobs import order_to_cash_job
 from orchestration_defs.definitions import defs
-from orchestration_defs.jobs import order_to_cash_job
 from sensors.landing import (
     FIRST_TICK_ENV,
     MAX_DAYS_PER_TICK,

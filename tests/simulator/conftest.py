@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.paths import catalog_dir, store_path
+from foundation.layout import catalog_dir, store_path
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from foundation.layout import orders_dir
 from simulator.days import line_total_cents
-from simulator.paths import orders_dir
 from simulator.records import parse_record
 
 

@@ -4,6 +4,7 @@ import duckdb
 import pytest
 from sim_helpers import parse, read_lines, total_cents
 
+from foundation.layout import catalog_path, day_dir, orders_dir
 from simulator.cli import main
 from simulator.days import (
     catch_up,
@@ -13,7 +14,6 @@ from simulator.days import (
     supplier_of_part,
 )
 from simulator.errors import SimulatorError, StoreNotFoundError
-from simulator.paths import catalog_path, day_dir, orders_dir
 from simulator.store import load_store
 
 FIRST = date(2026, 8, 3)

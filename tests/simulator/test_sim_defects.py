@@ -4,9 +4,9 @@ from datetime import date
 
 from sim_helpers import iter_records, parse, read_lines, total_cents
 
+from foundation.layout import manifest_path, simulator_dir
 from simulator.days import simulate_day
 from simulator.defects import CORRUPTION_KINDS, DEFECT_KINDS, DefectKind
-from simulator.paths import manifest_path, simulator_dir
 from simulator.store import load_store
 
 REQUIRED_ORDER = ("o_orderkey", "o_custkey", "o_totalprice", "o_orderdate", "lines")

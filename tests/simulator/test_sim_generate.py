@@ -6,8 +6,8 @@ import duckdb
 import pytest
 from sim_helpers import iter_records, parse, read_lines, total_cents, tree_files
 
+from foundation.layout import CATALOG_TABLES, catalog_path, orders_dir, simulator_dir, store_path
 from simulator.cli import main
-from simulator.paths import CATALOG_TABLES, catalog_path, orders_dir, simulator_dir, store_path
 from simulator.records import parse_record, to_json_text
 
 ORDER_KEYS = [

@@ -11,11 +11,11 @@ import dagster as dg
 import pytest
 from sim_helpers import iter_records, parse, read_lines, total_cents
 
+from foundation.layout import day_dir
 from simulator.cli import main
 from simulator.days import first_orderkey, simulate_day
 from simulator.errors import SimulatorError
 from simulator.live import LandedKeys, land_live_batch, run_live
-from simulator.paths import day_dir
 from simulator.store import load_store
 from tests.helpers import load_catalog, query, stage
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration_defs import settings
+from foundation import settings
 from simulator.cli import main
 
 

@@ -1,9 +1,11 @@
-"""Where things live, from environment variables with defaults that work on a laptop."""
+"""Settings from environment variables, with defaults that work on a laptop, resolved here only."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from foundation import layout
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,17 +18,17 @@ def data_dir() -> Path:
 
 def warehouse_database() -> str:
     """`$ORDERFLOW_WAREHOUSE` (any DuckDB path, `md:` too), else `warehouse.duckdb` in the data dir."""
-    return os.environ.get("ORDERFLOW_WAREHOUSE") or str(data_dir() / "warehouse.duckdb")
+    return os.environ.get("ORDERFLOW_WAREHOUSE") or str(layout.warehouse_path(data_dir()))
 
 
-def landing_dir() -> Path:
-    """The order system's landing zone inside the data dir."""
-    return data_dir() / "landing"
+def system_url(configured: str, env_var: str, file_name: str) -> str:
+    """A system's database URL: the configured one, else `$<env_var>`, else a SQLite file.
 
-
-def systems_dir() -> Path:
-    """Where the local backends of the outside systems keep their databases."""
-    return data_dir() / "systems"
+    Read when the system is called, not when definitions load: a URL may carry a password, so it
+    never becomes config, and a run's config may set only `faults` (e.g. in the launchpad).
+    """
+    default = f"sqlite:///{layout.systems_dir(data_dir()) / file_name}"
+    return configured or os.environ.get(env_var) or default
 
 
 def retry_delay_seconds() -> float:

@@ -1,14 +1,15 @@
-"""Jobs: named selections of assets that schedules, sensors and people launch."""
+"""Jobs: named selections of asset groups that schedules, sensors and people launch."""
 
 import dagster as dg
 
-from orchestration_defs.partitions import daily_partitions
+from foundation.partitions import daily_partitions
+from foundation.registry import ANALYTICS, FULFILLMENT, STAGING
 
 # Catalog + daily orders: the catalog reloads with each run so that new customers and parts
 # are known before a day's orders are validated against them.
 staging_job = dg.define_asset_job(
     name="staging_job",
-    selection=dg.AssetSelection.groups("staging"),
+    selection=dg.AssetSelection.groups(STAGING),
     partitions_def=daily_partitions,
     description="Load the catalog and stage a day's (or a range's) orders from the landing zone.",
 )
@@ -16,7 +17,7 @@ staging_job = dg.define_asset_job(
 # The order-to-cash chain after staging: inventory, notices, invoices, shipping, accounting.
 fulfillment_job = dg.define_asset_job(
     name="fulfillment_job",
-    selection=dg.AssetSelection.groups("fulfillment"),
+    selection=dg.AssetSelection.groups(FULFILLMENT),
     partitions_def=daily_partitions,
     description="Reserve, notify, invoice, ship, compensate and post a day's (or a range's) orders.",
 )
@@ -24,14 +25,14 @@ fulfillment_job = dg.define_asset_job(
 # The marts and the daily report over what staging and fulfillment recorded.
 analytics_job = dg.define_asset_job(
     name="analytics_job",
-    selection=dg.AssetSelection.groups("analytics"),
+    selection=dg.AssetSelection.groups(ANALYTICS),
     description="Refresh the marts (a day's partitions, or a range) and the daily report.",
 )
 
 # The whole order-to-cash chain for a day: what the schedule and the landing-zone sensor launch.
 order_to_cash_job = dg.define_asset_job(
     name="order_to_cash_job",
-    selection=dg.AssetSelection.groups("staging", "fulfillment"),
+    selection=dg.AssetSelection.groups(STAGING, FULFILLMENT),
     partitions_def=daily_partitions,
     description="Stage a day's orders, then reserve, notify, invoice, ship and post them.",
 )

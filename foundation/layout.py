@@ -1,14 +1,17 @@
-"""Layout of the data dir shared by the simulator and the pipeline.
+"""The data dir's layout, the one description the simulator, the systems and the pipeline share.
 
-DATA/landing/catalog/<table>.parquet, DATA/landing/orders/<YYYY-MM-DD>/batch-NNN.jsonl.gz (the
-export) and DATA/simulator/ (store.json, defect manifests, scratch space). Names starting with
-"." are temporary files that readers must ignore.
+DATA/landing/catalog/<table>.parquet and DATA/landing/orders/<YYYY-MM-DD>/batch-NNN.jsonl.gz (the
+order system's export), DATA/simulator/ (store.json, defect manifests, scratch space),
+DATA/systems/ (the local outside systems' databases and outage state), DATA/outbox/ (e-mails),
+DATA/reports/ and DATA/warehouse.duckdb. Names starting with "." are temporary files that
+readers must ignore.
 """
 
 from datetime import date
 from pathlib import Path
 
-CATALOG_TABLES = ("customer", "part", "supplier", "partsupp", "nation", "region")
+# In the order their keys reference each other.
+CATALOG_TABLES = ("region", "nation", "supplier", "customer", "part", "partsupp")
 BATCH_SUFFIX = ".jsonl.gz"
 
 
@@ -24,12 +27,22 @@ def catalog_dir(data_dir: Path) -> Path:
 
 def catalog_path(data_dir: Path, table: str) -> Path:
     """Return the landing path of one catalog table."""
-    return catalog_dir(data_dir) / f"{table}.parquet"
+    return zone_catalog_path(landing_dir(data_dir), table)
+
+
+def zone_catalog_path(landing: Path, table: str) -> Path:
+    """Return the path of one catalog table in a landing zone (wherever it is mounted)."""
+    return Path(landing) / "catalog" / f"{table}.parquet"
 
 
 def orders_dir(data_dir: Path) -> Path:
     """Return the root of the daily order batches."""
-    return landing_dir(data_dir) / "orders"
+    return zone_orders_dir(landing_dir(data_dir))
+
+
+def zone_orders_dir(landing: Path) -> Path:
+    """Return the root of the daily order batches in a landing zone."""
+    return Path(landing) / "orders"
 
 
 def day_dir(data_dir: Path, day: date) -> Path:
@@ -66,3 +79,23 @@ def store_path(data_dir: Path) -> Path:
 def manifest_path(data_dir: Path, day: date) -> Path:
     """Return the path of the defect manifest of one order date."""
     return simulator_dir(data_dir) / "defects" / f"{day.isoformat()}.json"
+
+
+def systems_dir(data_dir: Path) -> Path:
+    """Return where the local outside systems keep their databases and outage state."""
+    return Path(data_dir) / "systems"
+
+
+def outbox_dir(data_dir: Path) -> Path:
+    """Return the local mail drop of the customer e-mails."""
+    return Path(data_dir) / "outbox"
+
+
+def reports_dir(data_dir: Path) -> Path:
+    """Return where the daily reports are written."""
+    return Path(data_dir) / "reports"
+
+
+def warehouse_path(data_dir: Path) -> Path:
+    """Return the DuckDB warehouse file."""
+    return Path(data_dir) / "warehouse.duckdb"
