@@ -24,23 +24,19 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from foundation.settings import system_url
-from resources.faults import FaultInjection, SystemRefused, inject
-from resources.sql import (
+from foundation.sqldb.bulk import execute_many, fetch_all, insert_many, load_temp_table
+from foundation.sqldb.engines import engine_for
+from foundation.sqldb.schema import Upgrade, create_schema
+from foundation.sqldb.totals import add_to_totals
+from foundation.sqldb.transactions import (
     StoredElsewhere,
-    Upgrade,
-    add_to_totals,
     check_inserted,
-    create_schema,
-    engine_for,
-    execute_many,
-    fault_state_file,
-    fetch_all,
-    insert_many,
-    load_temp_table,
     read_connection,
     write_known_by_day,
     write_transaction,
 )
+from resources.faults import FaultInjection, SystemRefused
+from simulator.outages import fault_state_file, inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:

@@ -16,7 +16,11 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
-from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
+from foundation.batches import chunks
+from foundation.sqldb.engines import engine_for
+from foundation.sqldb.schema import create_schema
+from foundation.sqldb.transactions import read_connection, write_transaction
+from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (
     REJECTED,
     SENT,
@@ -27,14 +31,7 @@ from resources.notifier import (
     message_id,
     render,
 )
-from resources.sql import (
-    chunks,
-    create_schema,
-    engine_for,
-    fault_state_file,
-    read_connection,
-    write_transaction,
-)
+from simulator.outages import fault_state_file, inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:

@@ -1,25 +1,7 @@
-"""The store's outside world for local use: the order system's export (landing zone).
+"""The store's outside world for local use: the order system's export and the outside systems.
 
-`generate_store` writes the TPC-H history (dates moved 28 years later) and the catalog;
-`simulate_day` and `catch_up` keep the store trading after the history with TPC-H's own value
-distributions. Everything is deterministic: the same scale factor and options give the same bytes.
+The landing zone: `history.generate_store` writes the TPC-H history (dates moved 28 years later)
+and the catalog; `days` and `live` keep the store trading after it with TPC-H's own value
+distributions; the same options give the same bytes. The systems (`carrier`, `accounting`,
+`inventory`) keep their books in SQL, with an outage state each (`outages`).
 """
-
-from simulator.days import catch_up, simulate_day
-from simulator.defects import CORRUPTION_KINDS, DEFECT_KINDS, DefectKind
-from simulator.errors import SimulatorError
-from simulator.history import GenerateSummary, generate_store
-from simulator.store import StoreInfo, load_store
-
-__all__ = [
-    "CORRUPTION_KINDS",
-    "DEFECT_KINDS",
-    "DefectKind",
-    "GenerateSummary",
-    "SimulatorError",
-    "StoreInfo",
-    "catch_up",
-    "generate_store",
-    "load_store",
-    "simulate_day",
-]

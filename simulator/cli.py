@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from simulator.history import generate_store
 from simulator.live import run_live, stop_on_signals
 from simulator.outages import (
     SYSTEMS,
+    Faults,
     Outage,
     OutageStateError,
     outage_path,
@@ -300,7 +300,7 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.error_rate is not None:
         changes["error_rate"] = args.error_rate
     if args.reject is not None:
-        changes["reject_keys"] = tuple(dict.fromkeys(args.reject))
+        changes["reject_keys"] = list(dict.fromkeys(args.reject))
     change = bool(changes) or args.clear
     if change and args.system is None:
         parser.error(
@@ -313,7 +313,7 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             path = outage_path(systems_dir, system)
             if change:
                 before = Outage() if args.clear else read_outage(path)
-                write_outage(path, replace(before, **changes))
+                write_outage(path, before.model_copy(update=changes))
             print(f"{system}: {read_outage(path).describe()}", flush=True)
     except OutageStateError as exc:
         _stderr(f"orderflow-sim: error: {exc}")
@@ -322,12 +322,11 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _serve_carrier(args: argparse.Namespace) -> int:
-    # Imported here: the other commands need neither Dagster nor SQLAlchemy, and start faster.
-    from resources.faults import FaultInjection
-    from resources.sql import sqlite_url
+    # Imported here: the other commands need no SQLAlchemy, and start faster.
+    from foundation.sqldb.engines import sqlite_url
     from simulator.carrier_server import Limits, run
 
-    faults = FaultInjection(
+    faults = Faults(
         down=args.down,
         outage_calls=args.outage_calls,
         slow_seconds=args.slow,

@@ -27,9 +27,9 @@ from assets.fulfillment.tables import ALLOCATIONS, INVENTORY_STOCK
 from assets.metadata import markdown_preview
 from assets.staging.orders import LINEITEM_KEY
 from assets.staging.validation import line_cents_sql
+from foundation.batches import chunks
 from foundation.partitions import daily_partitions
 from resources.inventory import InventoryResource, StockItem
-from resources.sql import chunks
 from resources.warehouse import WarehouseResource
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from foundation.sqldb.engines import sqlite_url
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.inventory import (
     BACKORDERED,
@@ -25,7 +26,6 @@ from resources.inventory import (
     SqlInventory,
     StockItem,
 )
-from resources.sql import sqlite_url
 
 PART, SUPP = 101, 7
 # ps_availqty 120 with the default divisor 12: a base level of 10 units.

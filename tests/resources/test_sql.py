@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from resources.sql import ROWS_PER_STATEMENT, add_to_totals, insert_many, sqlite_url, summed
+from foundation.sqldb.bulk import ROWS_PER_STATEMENT, insert_many
+from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.totals import add_to_totals, summed
 from tests.postgres import new_database
 
 TABLES = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
-from resources.carrier import REFUSED, SHIPPED, LocalCarrier, ShipmentLine, ShipmentRequest
+from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.inventory import (
     BACKORDERED,
     RELEASED,
@@ -20,6 +20,7 @@ from resources.inventory import (
     SqlInventory,
     StockItem,
 )
+from simulator.carrier import REFUSED, SHIPPED
 from tests.postgres import new_database
 
 
