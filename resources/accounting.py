@@ -1,8 +1,6 @@
 """The accounting system: the ledger's interface the assets call, and the adapter of the local ledger.
 
-The ledger itself (simulator/accounting.py) keeps double-entry journal entries in cents, each with
-an idempotency key derived from the business fact (e.g. `invoice:<order key>`): posting it again
-is a no-op, so re-runs and overlapping runs post each entry exactly once.
+The ledger itself, with its rules and idempotency keys, is simulator/accounting.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """The carrier (shipping API): the interface the assets call, and the adapter of the local carrier.
 
-The carrier's book (simulator/carrier.py) decides and stores shipments; `LocalCarrier` calls it
-in-process, `HttpCarrier` (resources/carrier_http.py) calls it, or a real carrier, over HTTP JSON.
-A shipment is keyed by its order key: requesting it again returns the first answer.
+`LocalCarrier` calls the carrier's book (simulator/carrier.py) in-process; `HttpCarrier`
+(resources/carrier_http.py) calls it, or a real carrier, over HTTP JSON.
 """
 
 from __future__ import annotations

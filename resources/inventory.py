@@ -24,10 +24,15 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from foundation.settings import system_url
-from foundation.sqldb.bulk import execute_many, fetch_all, insert_many, load_temp_table
+from foundation.sqldb.bulk import (
+    add_to_totals,
+    execute_many,
+    fetch_all,
+    insert_many,
+    load_temp_table,
+)
 from foundation.sqldb.engines import engine_for
 from foundation.sqldb.schema import Upgrade, create_schema
-from foundation.sqldb.totals import add_to_totals
 from foundation.sqldb.transactions import (
     StoredElsewhere,
     check_inserted,

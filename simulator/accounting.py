@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from foundation.failures import SystemRefused
-from foundation.sqldb.bulk import fetch_all, insert_many, load_temp_table
+from foundation.sqldb.bulk import add_to_totals, fetch_all, insert_many, load_temp_table, summed
 from foundation.sqldb.engines import engine_for
 from foundation.sqldb.schema import Upgrade, create_schema
-from foundation.sqldb.totals import add_to_totals, summed
 from foundation.sqldb.transactions import check_inserted, read_connection, write_known_by_day
 from simulator.outages import Faults, fault_state_file, inject
 

@@ -3,9 +3,9 @@
 `CarrierBook` is the carrier's own logic and storage (SQLite by default). `LocalCarrier`
 (resources/carrier.py) calls it in-process; `orderflow-sim carrier` serves it over HTTP JSON
 (simulator/carrier_server.py). Everything the carrier decides is deterministic: tracking
-numbers and dates come from the order key, line and ship mode, never from
-the wall clock, so a replayed request gets the same answer. A shipment is keyed by its order key:
-requesting it again returns the first answer, including a refusal.
+numbers and dates come from the order key, line and ship mode, never from the wall clock, so a
+replayed request gets the same answer. A shipment is keyed by its order key: requesting it again
+returns the first answer, including a refusal.
 """
 
 from __future__ import annotations
@@ -151,13 +151,6 @@ def tracking_numbers(order_keys: np.ndarray) -> np.ndarray:
 
     digits = (_mix(order_keys, TRACKING_SALT) % np.uint64(10**12)).astype(np.int64)
     return np.array([f"OF{number:012d}" for number in digits.tolist()], dtype=object)
-
-
-def tracking_number(order_key: int) -> str:
-    """The carrier's tracking number for an order's consignment (deterministic)."""
-    import numpy as np
-
-    return str(tracking_numbers(np.array([order_key]))[0])
 
 
 def plan(order_keys, order_days, line_numbers, ship_modes) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Statements on many rows at once, straight through the driver, every value a bound parameter."""
+"""Statements on many rows at once (inserts, running totals), every value a bound parameter."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
+    import pandas as pd
     import sqlalchemy as sa
 
 
@@ -101,3 +102,31 @@ def load_temp_table(conn: sa.Connection, table: str, columns: str, rows: Iterabl
 def fetch_all(conn: sa.Connection, sql: str, params: tuple = ()) -> list[tuple]:
     """All rows of a query with positional parameters, straight through the driver."""
     return [tuple(row) for row in conn.exec_driver_sql(driver_sql(conn, sql), params)]
+
+
+def add_to_totals(
+    conn: sa.Connection,
+    table: str,
+    keys: Sequence[str],
+    values: Sequence[str],
+    rows: Iterable[tuple],
+) -> None:
+    """Add each row's values to the totals row with its keys, in the caller's transaction.
+
+    A system keeps running totals (per day, say) beside its detail rows, in the same transaction
+    as those rows, so a report reads a few thousand rows instead of millions. `table`, `keys`
+    and `values` are identifiers from code, never from data.
+    """
+    added = ", ".join(f"{v} = {table}.{v} + excluded.{v}" for v in values)
+    conflict = f"on conflict ({', '.join(keys)}) do update set {added}"
+    # One row per statement: rows may repeat a key, which PostgreSQL refuses within one.
+    execute_many(conn, insert_sql(table, [*keys, *values], 1, conflict), rows)
+
+
+def summed(frame: pd.DataFrame, keys: Sequence[str], values: Sequence[str]) -> Iterator[tuple]:
+    """The frame's `values` summed per distinct `keys`: rows of (*keys, *sums) in Python types."""
+    if not len(frame):
+        return iter(())
+    totals = frame.groupby(list(keys), sort=False)[list(values)].sum().reset_index()
+    columns = [totals[c].astype("int64" if c in values else object).tolist() for c in totals]
+    return zip(*columns, strict=True)

@@ -6,9 +6,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from foundation.sqldb.bulk import ROWS_PER_STATEMENT, insert_many
+from foundation.sqldb.bulk import ROWS_PER_STATEMENT, add_to_totals, insert_many, summed
 from foundation.sqldb.engines import sqlite_url
-from foundation.sqldb.totals import add_to_totals, summed
 from tests.postgres import new_database
 
 TABLES = (
