@@ -543,7 +543,7 @@ def _stock_for(
     select = (
         "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month from stock s"
     )
-    if len(asked) > 20_000:  # most pairs: reading every row is quicker
+    if len(asked) > 20_000:  # most pairs asked for: reading all rows beats loading the keys
         rows = fetch_all(conn, select)
     else:
         _load_keys(
@@ -571,7 +571,7 @@ def _stock_for(
 
 
 def _decide_fitting_pairs(pair, month, quantity, levels):
-    """On whole arrays: pairs whose every stretch fits reserve all; their stock, top-ups; others' rows."""
+    """Pairs whose every stretch fits reserve all lines (whole arrays): stock, top-ups; others' rows."""
     import numpy as np
 
     base_of, available_of, restocked_of = levels
@@ -683,21 +683,16 @@ def _store_stock(conn, stock, updated, restocked) -> None:
 
     partkeys = stock["partkey"].to_numpy(dtype=np.int64)
     suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
-    pairs, left, months = updated
+    pairs, left, month = updated
     execute_many(
         conn,
         "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",
-        zip(*(a.tolist() for a in (left, months, partkeys[pairs], suppkeys[pairs])), strict=True),
+        zip(*(a.tolist() for a in (left, month, partkeys[pairs], suppkeys[pairs])), strict=True),
     )
+    topped_up, months, units = restocked
     # A supplier's deliveries: the pairs' top-ups summed per (supplier, month).
     restocks = (
-        pd.DataFrame(
-            {
-                "suppkey": suppkeys[restocked[0]],
-                "month": np.asarray(restocked[1], dtype=np.int64),
-                "quantity": np.asarray(restocked[2], dtype=np.int64),
-            }
-        )
+        pd.DataFrame({"suppkey": suppkeys[topped_up], "month": months, "quantity": units})
         .groupby(["suppkey", "month"], sort=True)["quantity"]
         .agg(["size", "sum"])
         .reset_index()
