@@ -15,7 +15,7 @@ from assets.analytics.common import (
     metadata_for,
     not_null_sql,
     offending,
-    replace_window,
+    replace_window_from_query,
     skey,
     unique_keys_sql,
 )
@@ -124,7 +124,7 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     params = [start, end]
     where = "day >= ? and day < ?"
     with warehouse.transaction() as con:
-        count = replace_window(
+        count = replace_window_from_query(
             con, "daily_sales", DAILY_SALES, "day", start, end, SALES_SQL, params * 2
         )
         yield dg.MaterializeResult(
@@ -194,7 +194,7 @@ def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     params = [start, end]
     where = "day >= ? and day < ?"
     with warehouse.transaction() as con:
-        count = replace_window(
+        count = replace_window_from_query(
             con, "fulfillment_kpis", FULFILLMENT_KPIS, "day", start, end, KPIS_SQL, params * 3
         )
         yield dg.MaterializeResult(

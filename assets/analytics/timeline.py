@@ -16,7 +16,7 @@ from assets.analytics.common import (
     key,
     metadata_for,
     offending,
-    replace_window,
+    replace_window_from_query,
     skey,
     unique_keys_sql,
 )
@@ -171,7 +171,7 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     start, end = window(context)
     params = [start, end]
     with warehouse.transaction() as con:
-        orders = replace_window(
+        orders = replace_window_from_query(
             con,
             "order_timeline",
             ORDER_TIMELINE,
@@ -181,7 +181,7 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             TIMELINE_SQL,
             params * 8,
         )
-        steps = replace_window(
+        steps = replace_window_from_query(
             con, "step_latency", STEP_LATENCY, "day", start, end, LATENCY_SQL, params * len(STEPS)
         )
         yield dg.MaterializeResult(

@@ -13,7 +13,7 @@ from assets.fulfillment.common import (
     OWNERS,
     asset_metadata,
     key,
-    replace_window,
+    replace_window_keeping_processed_at,
     rows,
     scalar,
     window,
@@ -90,7 +90,9 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     params = [start, end]
     with warehouse.transaction() as con:
         con.execute(INSERT_SQL, params + params)
-        replace_window(con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices")
+        replace_window_keeping_processed_at(
+            con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices"
+        )
         con.execute("drop table new_invoices")
         count, total = rows(
             con,
