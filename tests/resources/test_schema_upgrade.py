@@ -18,7 +18,8 @@ from foundation.sqldb.engines import sqlite_url
 from foundation.sqldb.schema import VERSIONS_TABLE
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
-from resources.inventory import BACKORDERED, RELEASED, RESERVED, ReservationRequest, SqlInventory
+from resources.inventory import ReservationRequest, SqlInventory
+from simulator.inventory import BACKORDERED, RELEASED, RESERVED
 from tests.postgres import new_database
 
 DAY = "2021-02-03"
