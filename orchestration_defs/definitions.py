@@ -27,7 +27,7 @@ from foundation.jobs import (
     order_to_cash_job,
     staging_job,
 )
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.automation import with_automation
 from orchestration_defs.schedules import order_to_cash_schedule
 from resources.accounting import SqlAccounting

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING
 
 from foundation.failures import SystemRefused
 from foundation.sqldb.bulk import add_to_totals, fetch_all, insert_many, load_temp_table, summed
-from foundation.sqldb.engines import engine_for
-from foundation.sqldb.schema import Upgrade, create_schema
-from foundation.sqldb.transactions import check_inserted, read_connection, write_known_by_day
+from foundation.sqldb.connections import check_inserted, read_connection, write_known_by_day
+from foundation.sqldb.schema import Upgrade, engine_with_schema
 from simulator.outages import Faults, fault_state_file, inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
@@ -93,9 +92,7 @@ class Ledger:
         return inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
 
     def _engine(self) -> sa.Engine:
-        engine = engine_for(self.url)
-        create_schema(engine, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
-        return engine
+        return engine_with_schema(self.url, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
 
     def post_frame(self, lines: pd.DataFrame) -> int:
         """Post entries not posted before; return how many were new.
@@ -116,7 +113,7 @@ class Ledger:
         """(day, account) → (debit cents, credit cents) over [start, end): the trial balance kept."""
         return self._totals(
             "select entry_day, account, debit_cents, credit_cents "
-            "from journal_day_totals where entry_day >= :a and entry_day < :b",
+            "from journal_day_totals where entry_day >= ? and entry_day < ?",
             start,
             end,
         )
@@ -126,18 +123,16 @@ class Ledger:
         # Reads every line of the window: a line changed behind the ledger's back shows here.
         return self._totals(
             "select entry_day, account, sum(debit_cents), sum(credit_cents) "
-            "from journal_lines where entry_day >= :a and entry_day < :b "
+            "from journal_lines where entry_day >= ? and entry_day < ? "
             "group by entry_day, account",
             start,
             end,
         )
 
     def _totals(self, sql: str, start: str, end: str) -> dict[tuple[str, str], tuple[int, int]]:
-        import sqlalchemy as sa
-
         self._inject()
         with read_connection(self._engine(), SYSTEM) as conn:
-            rows = conn.execute(sa.text(sql), {"a": start, "b": end}).fetchall()
+            rows = fetch_all(conn, sql, (start, end))
         return {(day, account): (int(dr), int(cr)) for day, account, dr, cr in rows}
 
 

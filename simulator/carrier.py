@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from foundation.sqldb.bulk import fetch_all, insert_many, load_temp_table
-from foundation.sqldb.engines import engine_for
-from foundation.sqldb.schema import Upgrade, create_schema
-from foundation.sqldb.transactions import check_inserted, read_connection, write_known_by_day
+from foundation.sqldb.connections import check_inserted, read_connection, write_known_by_day
+from foundation.sqldb.schema import Upgrade, engine_with_schema
 from simulator.outages import Faults, fault_state_file, inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
@@ -199,9 +198,7 @@ class CarrierBook:
         return inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM), self.systems_dir)
 
     def _engine(self) -> sa.Engine:
-        engine = engine_for(self.url)
-        create_schema(engine, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
-        return engine
+        return engine_with_schema(self.url, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
 
     def create_shipments(self, requests: Sequence[ShipmentRequest]) -> list[Shipment]:
         """Ship each order (or return the first answer for one asked before), in request order."""
@@ -350,17 +347,14 @@ class CarrierBook:
 
     def shipments_by_day(self, start: str, end: str) -> dict[str, dict[str, int]]:
         """Per order day in [start, end): shipments by status, for reconciliation."""
-        import sqlalchemy as sa
-
         self._inject()
         with read_connection(self._engine(), SYSTEM) as conn:
-            rows = conn.execute(
-                sa.text(
-                    "select order_day, status, count(*) from shipments "
-                    "where order_day >= :a and order_day < :b group by order_day, status"
-                ),
-                {"a": start, "b": end},
-            ).fetchall()
+            rows = fetch_all(
+                conn,
+                "select order_day, status, count(*) from shipments "
+                "where order_day >= ? and order_day < ? group by order_day, status",
+                (start, end),
+            )
         summary: dict[str, dict[str, int]] = {}
         for day, status, count in rows:
             summary.setdefault(day, {})[status] = count

@@ -323,7 +323,7 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _serve_carrier(args: argparse.Namespace) -> int:
     # Imported here: the other commands need no SQLAlchemy, and start faster.
-    from foundation.sqldb.engines import sqlite_url
+    from foundation.sqldb.connections import sqlite_url
     from simulator.carrier_server import Limits, run
 
     faults = Faults(

@@ -28,15 +28,14 @@ from foundation.sqldb.bulk import (
     insert_many,
     load_temp_table,
 )
-from foundation.sqldb.engines import engine_for
-from foundation.sqldb.schema import Upgrade, create_schema
-from foundation.sqldb.transactions import (
+from foundation.sqldb.connections import (
     StoredElsewhere,
     check_inserted,
     read_connection,
     write_known_by_day,
     write_transaction,
 )
+from foundation.sqldb.schema import Upgrade, engine_with_schema
 from simulator.outages import Faults, fault_state_file, inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
@@ -130,38 +129,24 @@ class Stockroom:
         self.stock_divisor = stock_divisor
 
     def _engine(self) -> sa.Engine:
-        engine = engine_for(self.url)
-        create_schema(engine, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
-        return engine
+        return engine_with_schema(self.url, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
 
     def _inject(self) -> Faults:
         return inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
 
     def seed_stock(self, items: Sequence[StockItem]) -> int:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""
-        import sqlalchemy as sa
-
         self._inject()
         engine = self._engine()
-        rows = [
-            {
-                "p": item.partkey,
-                "s": item.suppkey,
-                "b": max(1, item.availqty // self.stock_divisor),
-            }
-            for item in items
-        ]
+        levels = [(i.partkey, i.suppkey, max(1, i.availqty // self.stock_divisor)) for i in items]
         with write_transaction(engine, SYSTEM, "stock") as conn:
-            before = conn.execute(sa.text("select count(*) from stock")).scalar_one()
-            if rows:
-                conn.execute(
-                    sa.text(
-                        "insert into stock (partkey, suppkey, base_level, available, restocked_month)"
-                        " values (:p, :s, :b, :b, 0) on conflict do nothing"
-                    ),
-                    rows,
-                )
-            return conn.execute(sa.text("select count(*) from stock")).scalar_one() - before
+            return insert_many(
+                conn,
+                "stock",
+                ("partkey", "suppkey", "base_level", "available", "restocked_month"),
+                ((part, supp, level, level, 0) for part, supp, level in levels),
+                "on conflict do nothing",
+            )
 
     def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
         """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
@@ -186,37 +171,31 @@ class Stockroom:
 
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
         """Release reserved lines (order key, line number) back to stock; return how many changed."""
-        import sqlalchemy as sa
-
         self._inject()
         engine = self._engine()
         with write_transaction(engine, SYSTEM, "stock") as conn:
             _load_keys(conn, [(order, line, 0, 0) for order, line in sorted(set(keys))])
-            rows = conn.execute(
-                sa.text(
-                    "select r.order_day, r.order_key, r.line_number, r.partkey, r.suppkey,"
-                    " r.quantity from request_keys k"
-                    " join reservation_orders o on o.order_key = k.order_key"
-                    " join reservations r on r.order_day = o.order_day"
-                    " and r.order_key = k.order_key and r.line_number = k.line_number"
-                    " where r.status = :st"
-                ),
-                {"st": RESERVED},
-            ).fetchall()
+            rows = fetch_all(
+                conn,
+                "select r.order_day, r.order_key, r.line_number, r.partkey, r.suppkey,"
+                " r.quantity from request_keys k"
+                " join reservation_orders o on o.order_key = k.order_key"
+                " join reservations r on r.order_day = o.order_day"
+                " and r.order_key = k.order_key and r.line_number = k.line_number"
+                " where r.status = ?",
+                (RESERVED,),
+            )
             if rows:
-                conn.execute(
-                    sa.text(
-                        "update reservations set status = :st "
-                        "where order_day = :d and order_key = :o and line_number = :l"
-                    ),
-                    [{"st": RELEASED, "d": row[0], "o": row[1], "l": row[2]} for row in rows],
+                execute_many(
+                    conn,
+                    "update reservations set status = ? "
+                    "where order_day = ? and order_key = ? and line_number = ?",
+                    [(RELEASED, row[0], row[1], row[2]) for row in rows],
                 )
-                conn.execute(
-                    sa.text(
-                        "update stock set available = available + :q "
-                        "where partkey = :p and suppkey = :s"
-                    ),
-                    [{"q": row[5], "p": row[3], "s": row[4]} for row in rows],
+                execute_many(
+                    conn,
+                    "update stock set available = available + ? where partkey = ? and suppkey = ?",
+                    [(row[5], row[3], row[4]) for row in rows],
                 )
                 # Each day's released lines move from its reserved total to its released one.
                 moved: dict[str, list[int]] = {}
@@ -240,7 +219,7 @@ class Stockroom:
         """Per order day in [start, end) and status: (lines, quantity), from the totals kept."""
         return self._by_day(
             "select order_day, status, lines, quantity from reservation_day_totals "
-            "where order_day >= :a and order_day < :b and lines > 0",
+            "where order_day >= ? and order_day < ? and lines > 0",
             start,
             end,
         )
@@ -252,17 +231,15 @@ class Stockroom:
         # Reads every reservation of the window: a row changed behind the inventory's back shows.
         return self._by_day(
             "select order_day, status, count(*), sum(quantity) from reservations "
-            "where order_day >= :a and order_day < :b group by order_day, status",
+            "where order_day >= ? and order_day < ? group by order_day, status",
             start,
             end,
         )
 
     def _by_day(self, sql: str, start: str, end: str) -> dict[str, dict[str, tuple[int, int]]]:
-        import sqlalchemy as sa
-
         self._inject()
         with read_connection(self._engine(), SYSTEM) as conn:
-            rows = conn.execute(sa.text(sql), {"a": start, "b": end}).fetchall()
+            rows = fetch_all(conn, sql, (start, end))
         summary: dict[str, dict[str, tuple[int, int]]] = {}
         for day, status, lines, quantity in rows:
             summary.setdefault(day, {})[status] = (lines, int(quantity))
@@ -270,34 +247,22 @@ class Stockroom:
 
     def overcommitted(self, limit: int = 20) -> list[tuple[int, int, int]]:
         """(part, supplier, available) where more is reserved than there is stock: should be none."""
-        import sqlalchemy as sa
-
         with read_connection(self._engine(), SYSTEM) as conn:
-            return [
-                tuple(row)
-                for row in conn.execute(
-                    sa.text(
-                        "select partkey, suppkey, available from stock where available < 0 "
-                        "order by partkey, suppkey limit :n"
-                    ),
-                    {"n": limit},
-                )
-            ]
+            return fetch_all(
+                conn,
+                "select partkey, suppkey, available from stock where available < 0 "
+                "order by partkey, suppkey limit ?",
+                (limit,),
+            )
 
     def stock_levels(self) -> list[tuple[int, int, int, int]]:
         """(part, supplier, base level, available) for every stocked pair."""
-        import sqlalchemy as sa
-
         with read_connection(self._engine(), SYSTEM) as conn:
-            return [
-                tuple(row)
-                for row in conn.execute(
-                    sa.text(
-                        "select partkey, suppkey, base_level, available from stock "
-                        "order by partkey, suppkey"
-                    )
-                )
-            ]
+            return fetch_all(
+                conn,
+                "select partkey, suppkey, base_level, available from stock "
+                "order by partkey, suppkey",
+            )
 
 
 def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:

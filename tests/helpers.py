@@ -12,7 +12,7 @@ from assets.staging.orders import staging_orders
 from foundation.jobs import order_to_cash_job
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
 from foundation.settings import PROJECT_ROOT
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier

@@ -1,4 +1,4 @@
-"""A system's tables, created once per database and process and upgraded from older layouts."""
+"""A system's tables in its database: created once per process, upgraded from older layouts."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from foundation.sqldb.bulk import driver_sql, fetch_all
-from foundation.sqldb.engines import is_sqlite
-from foundation.sqldb.transactions import write_transaction
+from foundation.sqldb.connections import engine_for, is_sqlite, write_transaction
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
@@ -37,14 +36,14 @@ class Upgrade:
     copy: tuple[str, ...]
 
 
-def create_schema(
-    engine: sa.Engine,
+def engine_with_schema(
+    url: str,
     statements: Sequence[str],
     system: str = "outside system",
     version: int = 1,
     upgrades: Sequence[Upgrade] = (),
-) -> None:
-    """Create a system's tables once per database and process, upgrading an older layout.
+) -> sa.Engine:
+    """The engine of `url`, with a system's tables created (once per process) or upgraded.
 
     Statements may say `{without_rowid}`: SQLite then clusters the table on its primary key
     (one B-tree instead of a row table plus a key index); other databases ignore it. A database
@@ -52,9 +51,10 @@ def create_schema(
     """
     import sqlalchemy as sa
 
+    engine = engine_for(url)
     marker = (str(engine.url), (system, str(version), *statements))
     if marker in _schemas_ready:
-        return
+        return engine
     options = {"without_rowid": " without rowid" if is_sqlite(engine) else ""}
     creates = [statement.format(**options) for statement in statements]
     with write_transaction(engine, system) as conn:
@@ -88,3 +88,4 @@ def create_schema(
             (system, version),
         )
     _schemas_ready.add(marker)
+    return engine

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 

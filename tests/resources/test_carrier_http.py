@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from deploy.dagster_dev import free_port
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.carrier_http import HttpCarrier
 from resources.faults import SystemRefused, SystemUnavailable

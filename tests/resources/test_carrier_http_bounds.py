@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources.carrier import ShipmentLine, ShipmentRequest
 from resources.carrier_http import HttpCarrier
 from resources.faults import SystemRefused

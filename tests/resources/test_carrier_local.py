@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.faults import FaultInjection, SystemUnavailable
 from simulator.carrier import REFUSED, SHIPPED, TRANSIT_DAYS

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.inventory import Reservation, ReservationRequest, SqlInventory, StockItem
 from simulator.inventory import BACKORDERED, RELEASED, RESERVED

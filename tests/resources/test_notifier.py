@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from deploy.dagster_dev import free_port
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (

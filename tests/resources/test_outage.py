@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting, entries_to_frame
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable

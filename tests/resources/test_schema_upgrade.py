@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from foundation.sqldb.schema import VERSIONS_TABLE
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from foundation.sqldb.bulk import ROWS_PER_STATEMENT, add_to_totals, insert_many, summed
-from foundation.sqldb.engines import sqlite_url
+from foundation.sqldb.connections import sqlite_url
 from tests.postgres import new_database
 
 TABLES = (
