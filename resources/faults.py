@@ -1,7 +1,6 @@
 """The faults a local backend is configured with, and the two failures every outside system raises.
 
-A resource's `faults` config is for one-off demos: a re-execution inherits it, so it cannot be
-switched off there. simulator/outages.py applies it at every call, with the system's outage state.
+A re-execution inherits a run's `faults`; simulator/outages.py applies them with the outage state.
 """
 
 import dagster as dg
