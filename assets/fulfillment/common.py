@@ -1,8 +1,8 @@
-"""What every fulfillment step shares: keys, specs, retries, window reads and writes, call guards."""
+"""What every fulfillment step shares: its decorator, window reads and writes, call guards."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
@@ -12,6 +12,8 @@ import duckdb
 
 from assets.fulfillment.tables import KEYS, SCHEMAS, Columns
 from foundation import settings
+from foundation.partitions import daily_partitions
+from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.warehouse import WarehouseResource
 
@@ -19,28 +21,48 @@ from resources.warehouse import WarehouseResource
 if TYPE_CHECKING:
     import pandas as pd
 
-OWNERS = ["team:fulfillment"]
-GROUP = "fulfillment"
+GROUP = FULFILLMENT
 
 
-def key(name: str) -> dg.AssetKey:
-    """The asset key of a fulfillment table."""
-    return dg.AssetKey([GROUP, name])
+def fulfillment_asset(
+    key: dg.AssetKey,
+    *,
+    deps: Sequence[dg.AssetKey],
+    kinds: Sequence[str] = (),
+    partitioned: bool = True,
+    blocking_checks: Mapping[str, str] | None = None,
+    checks: Mapping[str, str] | None = None,
+):
+    """`dg.asset` for a step of the chain writing its table (assets/fulfillment/tables.py).
 
-
-def retry_policy() -> dg.RetryPolicy:
-    """Exponential backoff with jitter for steps that call an outside system."""
-    return dg.RetryPolicy(
+    `kinds` are the outside systems it calls besides DuckDB: such a step retries with exponential
+    backoff and jitter (`calling` decides what is worth a retry). A partitioned step handles a
+    day's window, or a backfill's whole range in one run. `blocking_checks` (a failure stops the
+    steps downstream) and `checks` map the names of its checks to their descriptions.
+    """
+    retry = dg.RetryPolicy(
         max_retries=settings.retry_max(),
         delay=settings.retry_delay_seconds(),
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )
-
-
-def asset_metadata(name: str) -> dict:
-    """Definition-time metadata: the table's column schema."""
-    return {"dagster/column_schema": SCHEMAS[name]}
+    return dg.asset(
+        key=key,
+        deps=deps,
+        group_name=GROUP,
+        kinds={"duckdb", *kinds},
+        owners=["team:fulfillment"],
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        pool="duckdb",
+        retry_policy=retry if kinds else None,
+        metadata={"dagster/column_schema": SCHEMAS[key.path[-1]]},
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)
+            for blocking, named in ((True, blocking_checks or {}), (False, checks or {}))
+            for name, description in named.items()
+        ],
+    )
 
 
 def window(context: dg.AssetExecutionContext) -> tuple[date, date]:
@@ -142,12 +164,6 @@ def customer_email(name: str) -> str:
 def customer_email_sql(column: str) -> str:
     """SQL for `customer_email` of a name column (`column` comes from code, never from data)."""
     return f"lower(replace({column}, '#', '')) || '@{CUSTOMER_DOMAIN}'"
-
-
-def money(cents: int) -> str:
-    """Cents as dollars for a message, without going through binary floats."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> object:

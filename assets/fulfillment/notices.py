@@ -11,27 +11,27 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from assets.fulfillment.allocations import ALLOCATIONS_KEY
 from assets.fulfillment.common import (
-    GROUP,
-    OWNERS,
-    asset_metadata,
     calling,
     customer_email,
     customer_email_sql,
-    key,
-    money,
+    fulfillment_asset,
     read_frame,
     replace_window,
-    retry_policy,
     rows,
     window,
 )
-from assets.fulfillment.shipments import CUSTOMER_KEY, SHIPMENTS_KEY
 from assets.fulfillment.tables import BACKORDER_NOTICES, SHIPMENT_NOTIFICATIONS
 from assets.metadata import markdown_preview
-from assets.staging.orders import ORDERS_KEY
-from foundation.partitions import daily_partitions
+from foundation.money import money
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    BACKORDER_NOTICES_KEY,
+    CUSTOMER_KEY,
+    ORDERS_KEY,
+    SHIPMENT_NOTIFICATIONS_KEY,
+    SHIPMENTS_KEY,
+)
 from resources.notifier import Message, NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 
@@ -39,8 +39,6 @@ from resources.warehouse import WarehouseResource
 if TYPE_CHECKING:
     import pandas as pd
 
-BACKORDER_NOTICES_KEY = key("backorder_notices")
-SHIPMENT_NOTIFICATIONS_KEY = key("shipment_notifications")
 # Messages per call: enough day folders per call for the Maildir writer threads.
 SEND_BATCH = 20_000
 FIX = "Check the notifier's configuration (resource `notifier`), then re-run the step."
@@ -95,24 +93,13 @@ SHIPPED_ORDERS_SQL = (
 )
 
 
-@dg.asset(
-    key=BACKORDER_NOTICES_KEY,
+@fulfillment_asset(
+    BACKORDER_NOTICES_KEY,
     deps=[ALLOCATIONS_KEY, ORDERS_KEY, CUSTOMER_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "email"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("backorder_notices"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "one_notice_per_backordered_order",
-            asset=BACKORDER_NOTICES_KEY,
-            description="Every order with back-ordered lines has exactly one notice.",
-        )
-    ],
+    kinds=["email"],
+    checks={
+        "one_notice_per_backordered_order": "Every order with back-ordered lines has exactly one notice.",
+    },
 )
 def backorder_notices(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, notifier: NotifierResource
@@ -200,25 +187,13 @@ def backorder_notices(
     )
 
 
-@dg.asset(
-    key=SHIPMENT_NOTIFICATIONS_KEY,
+@fulfillment_asset(
+    SHIPMENT_NOTIFICATIONS_KEY,
     deps=[SHIPMENTS_KEY, ORDERS_KEY, CUSTOMER_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "email"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("shipment_notifications"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "one_notification_per_shipped_order",
-            asset=SHIPMENT_NOTIFICATIONS_KEY,
-            blocking=True,
-            description="Every shipped order has exactly one shipment e-mail with its tracking number.",
-        )
-    ],
+    kinds=["email"],
+    blocking_checks={
+        "one_notification_per_shipped_order": "Every shipped order has exactly one shipment e-mail with its tracking number.",
+    },
 )
 def shipment_notifications(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, notifier: NotifierResource

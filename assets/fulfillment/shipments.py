@@ -12,26 +12,27 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from assets.fulfillment.allocations import ALLOCATIONS_KEY
 from assets.fulfillment.common import (
-    GROUP,
-    OWNERS,
-    asset_metadata,
     calling,
     customer_email,
-    key,
-    money,
+    fulfillment_asset,
     read_frame,
     replace_window,
-    retry_policy,
     rows,
     window,
 )
-from assets.fulfillment.invoices import INVOICES_KEY
 from assets.fulfillment.tables import COMPENSATIONS, SHIPMENTS
 from assets.metadata import markdown_preview
-from assets.staging.orders import LINEITEM_KEY
-from foundation.partitions import daily_partitions
+from foundation.money import money
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    COMPENSATIONS_KEY,
+    CUSTOMER_KEY,
+    INVOICES_KEY,
+    LINEITEM_KEY,
+    NATION_KEY,
+    SHIPMENTS_KEY,
+)
 from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource
 from resources.notifier import Message, NotifierResource
@@ -41,40 +42,19 @@ from resources.warehouse import WarehouseResource
 if TYPE_CHECKING:
     import pandas as pd
 
-SHIPMENTS_KEY = key("shipments")
-COMPENSATIONS_KEY = key("compensations")
-CUSTOMER_KEY = dg.AssetKey(["staging", "customer"])
-NATION_KEY = dg.AssetKey(["staging", "nation"])
 # Orders per call: the local carrier answers whole arrays; an HTTP carrier splits further.
 SHIP_BATCH = 2_000_000
 CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
 
 
-@dg.asset(
-    key=SHIPMENTS_KEY,
+@fulfillment_asset(
+    SHIPMENTS_KEY,
     deps=[INVOICES_KEY, ALLOCATIONS_KEY, LINEITEM_KEY, CUSTOMER_KEY, NATION_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "api"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("shipments"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "every_invoice_answered",
-            asset=SHIPMENTS_KEY,
-            blocking=True,
-            description="Every invoiced order has the carrier's answer for each reserved line.",
-        ),
-        dg.AssetCheckSpec(
-            "shipped_orders_tracked",
-            asset=SHIPMENTS_KEY,
-            blocking=True,
-            description="Every shipped line has a tracking number and ship and delivery dates.",
-        ),
-    ],
+    kinds=["api"],
+    blocking_checks={
+        "every_invoice_answered": "Every invoiced order has the carrier's answer for each reserved line.",
+        "shipped_orders_tracked": "Every shipped line has a tracking number and ship and delivery dates.",
+    },
 )
 def shipments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, carrier: CarrierResource
@@ -201,25 +181,13 @@ def _order_batches(lines: "pd.DataFrame", orders_per_batch: int):
         yield lines.iloc[begin:end]
 
 
-@dg.asset(
-    key=COMPENSATIONS_KEY,
+@fulfillment_asset(
+    COMPENSATIONS_KEY,
     deps=[SHIPMENTS_KEY, INVOICES_KEY, CUSTOMER_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite", "email"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("compensations"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "every_refusal_compensated",
-            asset=COMPENSATIONS_KEY,
-            blocking=True,
-            description="Every refused shipment has its credit note, release and messages.",
-        )
-    ],
+    kinds=["sqlite", "email"],
+    blocking_checks={
+        "every_refusal_compensated": "Every refused shipment has its credit note, release and messages.",
+    },
 )
 def compensations(
     context: dg.AssetExecutionContext,
