@@ -36,8 +36,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,11 +46,12 @@ from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 
-import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from deploy.dagster_dev import free_port, graphql, start, stop, wait_until_loaded  # noqa: E402
 
 BIN = Path(sys.executable).parent
 REPOSITORY = "__repository__"
@@ -63,12 +62,6 @@ FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 BACKFILL_DONE = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 LATENCY_FIRST_DAY = date(2026, 7, 1)  # inside every store's history
 
-WORKSPACE = """
-query { workspaceOrError { __typename
-  ... on Workspace { locationEntries { name loadStatus
-    locationOrLoadError { __typename ... on PythonError { message } } } }
-  ... on PythonError { message } } }
-"""
 JOB_ASSETS = """
 query JobAssets($pipeline: PipelineSelector!) {
   assetNodes(pipeline: $pipeline) { assetKey { path }
@@ -148,23 +141,6 @@ MARKS = {
 }
 
 
-def graphql(url: str, query: str, variables: dict | None = None) -> dict:
-    response = requests.post(
-        f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=120
-    )
-    response.raise_for_status()
-    body = response.json()
-    if body.get("errors"):
-        raise RuntimeError(f"GraphQL errors: {body['errors']}")
-    return body["data"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def new_store(root: Path) -> Path:
     """A new SF 0.01 store caught up to yesterday, as `make store` makes it."""
     store = root / "store"
@@ -217,41 +193,10 @@ def dagster_dev(
             env["DAGSTER_HOME"] = str(home)
         config = yaml.safe_load((home / "dagster.yaml").read_text())
         (home / "dagster.yaml").write_text(yaml.safe_dump(with_settings(config, settings)))
-        log = stack.enter_context((root / f"{home.name}.log").open("w"))
-        port = url.rsplit(":", 1)[1]
-        command = [str(BIN / "dagster"), "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", port]
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        try:
-            _wait_until_loaded(url, process, Path(log.name))
-            yield url
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-
-
-def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path, timeout: float = 300):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"dagster dev exited ({process.returncode}); its log: {log}")
-        try:
-            entries = graphql(url, WORKSPACE)["workspaceOrError"]["locationEntries"]
-        except requests.ConnectionError:
-            entries = []
-        if entries and all(e["loadStatus"] == "LOADED" for e in entries):
-            failed = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
-            if failed:
-                raise SystemExit(f"code location failed to load: {failed}; log: {log}")
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"dagster dev did not load its code locations in {timeout:.0f} s; log: {log}")
+        process = start(workspace, url, env, root / f"{home.name}.log")
+        stack.callback(stop, process)
+        wait_until_loaded(url, process, root / f"{home.name}.log")
+        yield url
 
 
 def job_assets(url: str, location: str) -> tuple[list[dict], list[dict]]:

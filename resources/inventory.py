@@ -511,28 +511,70 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    size = len(new)
-    pairs = new[["partkey", "suppkey"]]
-    stock = _stock_for(conn, pairs[~_duplicated(pairs["partkey"], pairs["suppkey"])])
+    stock, located = _stock_for(conn, new, exact)
+    columns = ("base_level", "available", "restocked_month")
+    levels = tuple(stock[column].to_numpy(dtype=np.int64) for column in columns)
+    codes, days = pd.factorize(new["order_day"])
+    month_of_day = np.array([int(day[:4]) * 100 + int(day[5:7]) for day in days], dtype=np.int64)
+    order = np.argsort(located, kind="stable")  # by pair, then request order
+    pair, month = located[order], month_of_day[codes][order]
+    quantity = new["quantity"].to_numpy(dtype=np.int64)[order]
+    status = np.full(len(new), RESERVED, dtype=object)
+    updated, restocked, hard_rows = _decide_fitting_pairs(pair, month, quantity, levels)
+    if len(hard_rows):
+        more = _decide_one_by_one(hard_rows, pair, month, quantity, levels, status)
+        updated = [np.concatenate(both) for both in zip(updated, more[0], strict=True)]
+        restocked = [np.concatenate(both) for both in zip(restocked, more[1], strict=True)]
+    in_request_order = np.empty(len(new), dtype=object)
+    in_request_order[order] = status
+    _store_reservations(conn, new, in_request_order, codes, days, exact)
+    _store_stock(conn, stock, updated, restocked)
+    return in_request_order
+
+
+def _stock_for(
+    conn: sa.Connection, lines: pd.DataFrame, exact: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The stock rows of the lines' pairs and each line's row among them; a pair not stocked fails."""
+    import pandas as pd
+
+    pairs = lines[["partkey", "suppkey"]]
+    asked = pairs[~_duplicated(pairs["partkey"], pairs["suppkey"])]
+    select = (
+        "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month from stock s"
+    )
+    if len(asked) > 20_000:  # most pairs asked for: reading all rows beats loading the keys
+        rows = fetch_all(conn, select)
+    else:
+        _load_keys(
+            conn,
+            [(0, 0, p, s) for p, s in zip(asked["partkey"], asked["suppkey"], strict=True)],
+        )
+        rows = fetch_all(
+            conn,
+            select + " join request_keys k on k.partkey = s.partkey and k.suppkey = s.suppkey",
+        )
+        conn.exec_driver_sql("drop table request_keys")
+    stock = pd.DataFrame.from_records(
+        rows, columns=["partkey", "suppkey", "base_level", "available", "restocked_month"]
+    )
     located = _positions(stock["partkey"], stock["suppkey"], pairs["partkey"], pairs["suppkey"])
     if (located < 0).any():
         if not exact:
             raise StoredElsewhere  # the line may have been decided before, under another day
-        missing = new[located < 0].iloc[0]
+        missing = lines[located < 0].iloc[0]
         raise SystemRefused(
             f"inventory has no stock record for part {missing.partkey} supplier "
             f"{missing.suppkey}: materialise fulfillment/inventory_stock first"
         )
-    codes, days = pd.factorize(new["order_day"])
-    month_of_day = np.array([int(day[:4]) * 100 + int(day[5:7]) for day in days], dtype=np.int64)
-    order = np.argsort(located, kind="stable")  # by pair, then request order
-    pair = located[order]
-    month = month_of_day[codes][order]
-    quantity = new["quantity"].to_numpy(dtype=np.int64)[order]
-    base_of = stock["base_level"].to_numpy(dtype=np.int64)
-    available_of = stock["available"].to_numpy(dtype=np.int64)
-    restocked_of = stock["restocked_month"].to_numpy(dtype=np.int64)
+    return stock, located
 
+
+def _decide_fitting_pairs(pair, month, quantity, levels):
+    """Pairs whose every stretch fits reserve all lines (whole arrays): stock, top-ups; others' rows."""
+    import numpy as np
+
+    base_of, available_of, restocked_of = levels
     group_start = np.r_[True, pair[1:] != pair[:-1]]
     group = np.cumsum(group_start) - 1
     group_pair = pair[group_start]
@@ -558,79 +600,68 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
     hard_group = (
         np.bincount(stretch_group, weights=hard.astype(np.float64), minlength=len(group_pair)) > 0
     )
-
-    status = np.full(size, RESERVED, dtype=object)
     easy_stretch = ~hard_group[stretch_group]
     # Restocks of easy pairs: what the month's first line finds missing from the base level.
     left_before = np.where(opens_group, opening, np.r_[0, level[:-1] - total[:-1]])
     restock = easy_stretch & top_up[first_rows] & (base > left_before)
     restocked = [stretch_pair[restock], month[first_rows[restock]], (base - left_before)[restock]]
-    partkeys = stock["partkey"].to_numpy(dtype=np.int64)
-    suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
     last_stretch = np.r_[opens_group[1:], True] & easy_stretch
-    stretch_end = np.r_[first_rows[1:], size]
+    stretch_end = np.r_[first_rows[1:], len(pair)]
     updated = [
         stretch_pair[last_stretch],
         (level - total)[last_stretch],
         running[stretch_end[last_stretch] - 1],
     ]
-    hard_rows = np.flatnonzero(hard_group[group])
-    if len(hard_rows):
-        more_restocks: list[tuple[int, int, int]] = []
-        hard_pairs, hard_left, hard_months = _decide_one_by_one(
-            hard_rows,
-            pair,
-            month,
-            quantity,
-            (base_of, available_of, restocked_of),
-            status,
-            more_restocks,
-        )
-        updated = [
-            np.concatenate([done, more])
-            for done, more in zip(updated, (hard_pairs, hard_left, hard_months), strict=True)
-        ]
-        if more_restocks:
-            extra = np.array(more_restocks, dtype=np.int64).T
-            restocked = [
-                np.concatenate([done, more]) for done, more in zip(restocked, extra, strict=True)
-            ]
-    # A supplier's deliveries: the pairs' top-ups summed per (supplier, month).
-    restocks = (
-        pd.DataFrame(
-            {
-                "suppkey": suppkeys[restocked[0]],
-                "month": np.asarray(restocked[1], dtype=np.int64),
-                "quantity": np.asarray(restocked[2], dtype=np.int64),
-            }
-        )
-        .groupby(["suppkey", "month"], sort=True)["quantity"]
-        .agg(["size", "sum"])
-        .reset_index()
-    )
-    in_request_order = np.empty(size, dtype=object)
-    in_request_order[order] = status
+    return updated, restocked, np.flatnonzero(hard_group[group])
+
+
+def _decide_one_by_one(rows, pair, month, quantity, levels, status):
+    """The rule line by line for `rows`: back-orders marked in `status`; final stock and top-ups."""
+    import numpy as np
+
+    base_of, available_of, restocked_of = levels
+    pairs, lefts, months, restocks = [], [], [], []
+    current, level = -1, [0, 0, 0]
+    for row in rows.tolist():
+        p = int(pair[row])
+        if p != current:
+            if current >= 0:
+                pairs.append(current), lefts.append(level[1]), months.append(level[2])
+            current = p
+            level = [int(base_of[p]), int(available_of[p]), int(restocked_of[p])]
+        line_month = int(month[row])
+        if line_month > level[2]:
+            top_up = max(0, level[0] - level[1])
+            if top_up:
+                restocks.append((p, line_month, top_up))
+            level[1] += top_up
+            level[2] = line_month
+        if level[1] >= quantity[row]:
+            level[1] -= int(quantity[row])
+        else:
+            status[row] = BACKORDERED
+    pairs.append(current), lefts.append(level[1]), months.append(level[2])
+    updated = [np.array(values, dtype=np.int64) for values in (pairs, lefts, months)]
+    return updated, np.array(restocks, dtype=np.int64).reshape(-1, 3).T
+
+
+def _store_reservations(conn, new, decisions, codes, days, exact) -> None:
+    """Insert the new lines with their decisions and add them to their order days' totals."""
+    import numpy as np
+
+    values = (new[column].tolist() for column in REQUEST_COLUMNS)
     inserted = insert_many(
         conn,
         "reservations",
-        ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity", "status"),
-        zip(
-            new["order_key"].tolist(),
-            new["line_number"].tolist(),
-            new["order_day"].tolist(),
-            new["partkey"].tolist(),
-            new["suppkey"].tolist(),
-            new["quantity"].tolist(),
-            in_request_order.tolist(),
-            strict=True,
-        ),
+        (*REQUEST_COLUMNS, "status"),
+        zip(*values, decisions.tolist(), strict=True),
         "on conflict do nothing",
     )
-    check_inserted(SYSTEM, "reservations", inserted, size, exact)
-    # Lines and units per (day, decision), counted on the day codes above: 6 M lines per
-    # backfill, where grouping by the text of the day would cost seconds (float sums of whole
-    # units are exact far beyond a day's).
-    group = codes.astype(np.int64) * 2 + (in_request_order != RESERVED)
+    check_inserted(SYSTEM, "reservations", inserted, len(new), exact)
+    # Lines and units per (day, decision), counted on the day codes: 6 M lines per backfill,
+    # where grouping by the text of the day would cost seconds (float sums of whole units are
+    # exact far beyond a day's).
+    group = codes.astype(np.int64) * 2 + (decisions != RESERVED)
     lines_per = np.bincount(group, minlength=2 * len(days))
     units_per = np.bincount(
         group, weights=new["quantity"].to_numpy(np.float64), minlength=len(lines_per)
@@ -643,16 +674,28 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
             for g in np.flatnonzero(lines_per).tolist()
         ],
     )
+
+
+def _store_stock(conn, stock, updated, restocked) -> None:
+    """Write the pairs' final stock and add their top-ups to their suppliers' monthly deliveries."""
+    import numpy as np
+    import pandas as pd
+
+    partkeys = stock["partkey"].to_numpy(dtype=np.int64)
+    suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
+    pairs, left, month = updated
     execute_many(
         conn,
         "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",
-        zip(
-            updated[1].tolist(),
-            updated[2].tolist(),
-            partkeys[updated[0]].tolist(),
-            suppkeys[updated[0]].tolist(),
-            strict=True,
-        ),
+        zip(*(a.tolist() for a in (left, month, partkeys[pairs], suppkeys[pairs])), strict=True),
+    )
+    topped_up, months, units = restocked
+    # A supplier's deliveries: the pairs' top-ups summed per (supplier, month).
+    restocks = (
+        pd.DataFrame({"suppkey": suppkeys[topped_up], "month": months, "quantity": units})
+        .groupby(["suppkey", "month"], sort=True)["quantity"]
+        .agg(["size", "sum"])
+        .reset_index()
     )
     execute_many(
         conn,
@@ -660,15 +703,8 @@ def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
         "on conflict (suppkey, month) do update set "
         "pairs = supplier_restocks.pairs + excluded.pairs, "
         "quantity = supplier_restocks.quantity + excluded.quantity",
-        zip(
-            restocks["suppkey"].tolist(),
-            restocks["month"].tolist(),
-            restocks["size"].tolist(),
-            restocks["sum"].tolist(),
-            strict=True,
-        ),
+        zip(*(restocks[c].tolist() for c in ("suppkey", "month", "size", "sum")), strict=True),
     )
-    return in_request_order
 
 
 def _packed(high: pd.Series, low: pd.Series) -> np.ndarray | None:
@@ -703,67 +739,6 @@ def _positions(known_a: pd.Series, known_b: pd.Series, a: pd.Series, b: pd.Serie
         return pd.Index(packed).get_indexer(wanted)
     index = pd.MultiIndex.from_arrays([known_a.to_numpy(), known_b.to_numpy()])
     return index.get_indexer(pd.MultiIndex.from_arrays([a.to_numpy(), b.to_numpy()]))
-
-
-def _decide_one_by_one(rows, pair, month, quantity, levels, status, restocks):
-    """The line-by-line rule for the pairs that need it (rows sorted by pair, then request).
-
-    Marks back-orders in `status`, appends (pair, month, quantity) to `restocks` and returns
-    the pairs with their final available quantity and restock month.
-    """
-    import numpy as np
-
-    base_of, available_of, restocked_of = levels
-    pairs, lefts, months = [], [], []
-    current, level = -1, [0, 0, 0]
-    for row in rows.tolist():
-        p = int(pair[row])
-        if p != current:
-            if current >= 0:
-                pairs.append(current), lefts.append(level[1]), months.append(level[2])
-            current = p
-            level = [int(base_of[p]), int(available_of[p]), int(restocked_of[p])]
-        line_month = int(month[row])
-        if line_month > level[2]:
-            top_up = max(0, level[0] - level[1])
-            if top_up:
-                restocks.append((p, line_month, top_up))
-            level[1] += top_up
-            level[2] = line_month
-        if level[1] >= quantity[row]:
-            level[1] -= int(quantity[row])
-        else:
-            status[row] = BACKORDERED
-    pairs.append(current), lefts.append(level[1]), months.append(level[2])
-    return (
-        np.array(pairs, dtype=np.int64),
-        np.array(lefts, dtype=np.int64),
-        np.array(months, dtype=np.int64),
-    )
-
-
-def _stock_for(conn: sa.Connection, pairs: pd.DataFrame) -> pd.DataFrame:
-    """Stock rows of the requested pairs (all rows when most pairs are asked for)."""
-    import pandas as pd
-
-    select = (
-        "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month from stock s"
-    )
-    if len(pairs) > 20_000:
-        rows = fetch_all(conn, select)
-    else:
-        _load_keys(
-            conn,
-            [(0, 0, p, s) for p, s in zip(pairs["partkey"], pairs["suppkey"], strict=True)],
-        )
-        rows = fetch_all(
-            conn,
-            select + " join request_keys k on k.partkey = s.partkey and k.suppkey = s.suppkey",
-        )
-        conn.exec_driver_sql("drop table request_keys")
-    return pd.DataFrame.from_records(
-        rows, columns=["partkey", "suppkey", "base_level", "available", "restocked_month"]
-    )
 
 
 def _load_keys(conn: sa.Connection, keys: Sequence[tuple[int, int, int, int]]) -> None:

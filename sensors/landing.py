@@ -82,6 +82,20 @@ class LandingCursor:
         index = bisect.bisect_right(self.spans, (ordinal, math.inf)) - 1
         return index >= 0 and self.spans[index][0] <= ordinal <= self.spans[index][1]
 
+    def moved(self, day: str, mtime: int) -> bool:
+        """Whether the mtime of `day`'s directory says it may have changed since its last scan."""
+        if day in self.detail:
+            return self.detail[day][0] != mtime
+        return not self.knows(day) or mtime > self.watermark
+
+    def changed(self, day: str, mtime: int, state: str) -> bool:
+        """Whether `day`, just scanned to `state`, holds other (file, version) pairs than before."""
+        if day in self.detail:
+            return self.detail[day][1] != state
+        # A folded day's last state is not kept: its mtime moved because a file came, went or
+        # was replaced. Merely touched, it gets its last run_key again, which Dagster skips.
+        return self.moved(day, mtime)
+
     @classmethod
     def build(
         cls,
@@ -183,39 +197,16 @@ def plan_tick(
         seen = LandingCursor.from_json(cursor)
     except ValueError:
         seen, plan.cursor_reset = LandingCursor(), True
-    today = now.astimezone(UTC).date()
-    first_day = date.fromisoformat(HISTORY_START)
-    with dg.partition_loading_context(effective_dt=now):
-        last_key = daily_partitions.get_last_partition_key()
-    last_open = date.fromisoformat(last_key) if last_key else first_day - timedelta(days=1)
-
-    listed: dict[str, int] = {}
     entries = _list_day_dirs(orders_root, plan.unusable)
-    for name, mtime_ns in entries:
-        day = parse_day(name)
-        if day is None or day < first_day or day > today:
-            plan.skipped.append(name)
-        elif day > last_open:
-            plan.waiting.append(name)
-        else:
-            listed[name] = mtime_ns
-    plan.listed = len(listed)
-
-    known = {name for name in listed if name in seen.detail or seen.knows(name)}
-    folded = known - set(seen.detail)
-
-    def moved(name: str, mtime: int) -> bool:
-        if name in seen.detail:
-            return seen.detail[name][0] != mtime
-        return name not in folded or mtime > seen.watermark
-
-    changed = {name for name, mtime in listed.items() if moved(name, mtime)}
+    listed, last_open = _days_with_partition(entries, now, plan)
+    changed = {name for name, mtime in listed.items() if seen.moved(name, mtime)}
     recent_start = (last_open - timedelta(days=recent_days - 1)).isoformat()
     recent = {name for name in listed if name >= recent_start}
     to_scan = sorted(changed | recent)[:max_days]  # ISO names sort by date: oldest first
     pending = changed - set(to_scan)
-    plan.pending = len(pending)
+    plan.listed, plan.pending = len(listed), len(pending)
 
+    known = {name for name in listed if name in seen.detail or seen.knows(name)}
     detail = {name: seen.detail[name] for name in listed if name in seen.detail}
     now_ns = int(now.timestamp() * 1e9)
     for name in to_scan:
@@ -227,13 +218,7 @@ def plan_tick(
         digest, files = state
         plan.scanned += 1
         mtime = listed[name]
-        if name in seen.detail:
-            is_new = seen.detail[name][1] != digest
-        else:
-            # A folded day's last state is not kept: its mtime moved because a file came, went or
-            # was replaced. Merely touched, it gets its last run_key again, which Dagster skips.
-            is_new = name not in folded or mtime > seen.watermark
-        if files and is_new:
+        if files and seen.changed(name, mtime, digest):
             plan.requests.append(DayRequest(name, digest, files))
         known.add(name)
         # A change in the same mtime granule right after this scan would go unseen: trust the
@@ -241,25 +226,50 @@ def plan_tick(
         settled = mtime <= now_ns - SETTLE_NS or seen.detail.get(name, (0,))[0] == -mtime
         detail[name] = (mtime if settled else -mtime, digest)
 
-    # Fold what is settled under the watermark, which must stay below the mtime of any change to
-    # come: behind the newest mtime seen now (mtimes ahead of this clock are not trusted), or up to
-    # the newest one the previous tick saw if that tick is long enough ago for its mtime granule
-    # to be over; and below the days still to be rescanned.
     newest = max((mtime for _name, mtime in entries if mtime <= now_ns), default=0)
-    watermark = newest - SETTLE_NS
-    if seen.tick_ns and now_ns - seen.tick_ns >= SETTLE_NS:
-        watermark = max(watermark, seen.newest)
-    pending_folded = [listed[name] for name in pending if name in folded]
-    if pending_folded:
-        watermark = min(watermark, min(pending_folded) - 1)
-    watermark = max(seen.watermark, watermark)
+    unscanned = [listed[name] for name in pending if name not in seen.detail and seen.knows(name)]
+    watermark = _watermark(seen, newest, unscanned, now_ns)
+    # Settled days fold under the watermark; the latest days and those left to rescan stay.
+    stay = recent | pending
     for name, (mtime, _state) in list(detail.items()):
-        if name in recent or name in pending:
-            continue
-        if 0 < mtime <= watermark and mtime == listed[name]:
+        if name not in stay and 0 < mtime <= watermark and mtime == listed[name]:
             del detail[name]
     plan.cursor = LandingCursor.build(watermark, known, detail, newest, now_ns).to_json()
     return plan
+
+
+def _days_with_partition(
+    entries: list[tuple[str, int]], now: datetime, plan: TickPlan
+) -> tuple[dict[str, int], date]:
+    """Day folders whose partition exists (name: mtime_ns), and the last day; others noted in plan."""
+    today = now.astimezone(UTC).date()
+    first_day = date.fromisoformat(HISTORY_START)
+    with dg.partition_loading_context(effective_dt=now):
+        last_key = daily_partitions.get_last_partition_key()
+    last_open = date.fromisoformat(last_key) if last_key else first_day - timedelta(days=1)
+    listed: dict[str, int] = {}
+    for name, mtime_ns in entries:
+        day = parse_day(name)
+        if day is None or day < first_day or day > today:
+            plan.skipped.append(name)
+        elif day > last_open:
+            plan.waiting.append(name)
+        else:
+            listed[name] = mtime_ns
+    return listed, last_open
+
+
+def _watermark(seen: LandingCursor, newest: int, unscanned: list[int], now_ns: int) -> int:
+    """The mtime under which settled days fold: below any change to come and any folded day left."""
+    # Behind the newest mtime seen now (mtimes ahead of this clock are not trusted), or up to the
+    # newest one the previous tick saw if that tick is long enough ago for its mtime granule to be
+    # over; and below the folded days still to be rescanned (`unscanned`: their mtimes).
+    watermark = newest - SETTLE_NS
+    if seen.tick_ns and now_ns - seen.tick_ns >= SETTLE_NS:
+        watermark = max(watermark, seen.newest)
+    if unscanned:
+        watermark = min(watermark, min(unscanned) - 1)
+    return max(seen.watermark, watermark)
 
 
 def _list_day_dirs(orders_root: Path, unusable: list[str]) -> list[tuple[str, int]]:

@@ -9,9 +9,6 @@ schema). The session's server is shared; the database is dropped when `dagster d
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,28 +17,20 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import requests
 import yaml
 
+from deploy.dagster_dev import free_port, graphql, start, stop, wait_until_loaded
 from deploy.local_postgres import LocalPostgres
 from foundation.settings import PROJECT_ROOT
 from tests.helpers import dagster_home, make_data_dir
-from tests.postgres import drop_database, free_port, new_database
+from tests.postgres import drop_database, new_database
 
-DAGSTER = Path(sys.executable).parent / "dagster"
 LOCATION = {"repositoryLocationName": "orderflow", "repositoryName": "__repository__"}
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 # What `make dev` opens its instance with (dagster.postgres.yaml): the stock classes would pass
 # a test that only asked for PostgreSQL.
 EVENT_LOG = {"module": "deploy.instance_storage", "class": "OrderflowPostgresEventLogStorage"}
-READY_TIMEOUT_S = 300  # ready in 5-50 s alone; much more beside other work on 2 cores
 
-WORKSPACE = """
-query { workspaceOrError { __typename
-  ... on Workspace { locationEntries { name loadStatus
-    locationOrLoadError { __typename ... on PythonError { message } } } }
-  ... on PythonError { message } } }
-"""
 INSTANCE = "query { instance { info } }"
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
@@ -117,73 +106,13 @@ def running(root: Path, store: Path, server: LocalPostgres, template: str) -> It
         dev = DagsterDev(url, data, home, root / "dagster-dev.log", server, database)
         # Shown with a failed test's captured output: where to look.
         print(f"dagster dev at {url}: log {dev.log}, instance database {database}")
-        log = stack.enter_context(dev.log.open("w"))
-        port = url.rsplit(":", 1)[1]
-        process = subprocess.Popen(
-            [str(DAGSTER), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", port],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so that it stops with its children
-        )
-        stack.callback(stop, process)
+        process = start(PROJECT_ROOT / "workspace.yaml", url, env, dev.log)
+        stack.callback(stop, process, 30)
         wait_until_loaded(url, process, dev.log)
         event_log = yaml.safe_load(graphql(url, INSTANCE)["instance"]["info"])["event_log_storage"]
         found = {key: event_log.get(key) for key in EVENT_LOG} if type(event_log) is dict else None
         assert found == EVENT_LOG, f"dagster dev's event log is not make dev's: {event_log}"
         yield dev
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop a process started in a session of its own, with its children: politely, then not."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-def wait_until_answering(url: str, process: subprocess.Popen, log: Path) -> None:
-    """Poll the webserver's /server_info until it answers; fail with the log if it exits."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"dagster dev exited ({process.returncode}):\n{log.read_text()[-8000:]}")
-        try:
-            if requests.get(f"{url}/server_info", timeout=2).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"dagster dev did not answer within {READY_TIMEOUT_S} s; its log: {log}")
-        time.sleep(0.5)
-
-
-def wait_until_loaded(url: str, process: subprocess.Popen, log: Path) -> None:
-    """Wait until the webserver answers and has loaded every code location, as the UI shows it."""
-    wait_until_answering(url, process, log)
-
-    def loaded() -> list[dict]:
-        entries = graphql(url, WORKSPACE)["workspaceOrError"]["locationEntries"]
-        return entries if entries and all(e["loadStatus"] == "LOADED" for e in entries) else []
-
-    entries = poll("the code location to load", loaded, READY_TIMEOUT_S, every=0.5)
-    failed = [e for e in entries if e["locationOrLoadError"]["__typename"] == "PythonError"]
-    assert not failed, f"the code location failed to load: {failed}; log: {log}"
-
-
-def graphql(url: str, query_text: str, variables: dict | None = None) -> dict:
-    """The data of a GraphQL answer; an error answer fails the test."""
-    response = requests.post(
-        f"{url}/graphql", json={"query": query_text, "variables": variables or {}}, timeout=120
-    )
-    response.raise_for_status()
-    body = response.json()
-    assert not body.get("errors"), body
-    return body["data"]
 
 
 def poll(what: str, probe: Callable[[], T], seconds: float = 600, every: float = 2) -> T:

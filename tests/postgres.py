@@ -14,7 +14,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from deploy.dagster_dev import free_port
 from deploy.local_postgres import LocalPostgres
 
 SERVER_PACKAGES = Path("/usr/lib/postgresql")  # Debian: one <major version>/bin per server
@@ -83,12 +83,6 @@ def server_binaries() -> Path:
     if not found:
         server_missing(f"no PostgreSQL server binaries ({SERVER_PACKAGES}/*/bin/initdb)")
     return found[-1].parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def server_owner() -> pwd.struct_passwd | None:

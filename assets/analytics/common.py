@@ -78,7 +78,7 @@ def _create(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> Non
     con.execute(f"create table if not exists {GROUP}.{table} ({body})")
 
 
-def replace_window(
+def replace_window_from_query(
     con: duckdb.DuckDBPyConnection,
     table: str,
     columns: Columns,
@@ -88,7 +88,7 @@ def replace_window(
     select_sql: str,
     params: Sequence[object],
 ) -> int:
-    """Replace the window's rows of analytics.<table> with a query's rows; return the row count."""
+    """Swap analytics.<table>'s window rows for a query's, in the caller's transaction; count them."""
     _create(con, table, columns)
     con.execute(
         f"delete from {GROUP}.{table} where {day_column} >= ? and {day_column} < ?",  # noqa: S608

@@ -11,7 +11,7 @@ from assets.analytics.common import (
     check_result,
     not_null_sql,
     offending,
-    replace_window,
+    replace_window_from_query,
     unique_keys_sql,
 )
 from assets.fulfillment.common import window
@@ -112,7 +112,7 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     params = [start, end]
     where = "day >= ? and day < ?"
     with warehouse.transaction() as con:
-        count = replace_window(
+        count = replace_window_from_query(
             con, "daily_sales", DAILY_SALES, "day", start, end, SALES_SQL, params * 2
         )
         yield dg.MaterializeResult(
@@ -173,7 +173,7 @@ def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseReso
     params = [start, end]
     where = "day >= ? and day < ?"
     with warehouse.transaction() as con:
-        count = replace_window(
+        count = replace_window_from_query(
             con, "fulfillment_kpis", FULFILLMENT_KPIS, "day", start, end, KPIS_SQL, params * 3
         )
         yield dg.MaterializeResult(

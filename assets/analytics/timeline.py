@@ -13,7 +13,7 @@ from assets.analytics.common import (
     check_result,
     metadata_for,
     offending,
-    replace_window,
+    replace_window_from_query,
     unique_keys_sql,
 )
 from assets.fulfillment.common import window
@@ -164,7 +164,7 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     start, end = window(context)
     params = [start, end]
     with warehouse.transaction() as con:
-        orders = replace_window(
+        orders = replace_window_from_query(
             con,
             "order_timeline",
             ORDER_TIMELINE,
@@ -174,7 +174,7 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             TIMELINE_SQL,
             params * 8,
         )
-        steps = replace_window(
+        steps = replace_window_from_query(
             con, "step_latency", STEP_LATENCY, "day", start, end, LATENCY_SQL, params * len(STEPS)
         )
         yield dg.MaterializeResult(

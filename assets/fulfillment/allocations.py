@@ -16,7 +16,7 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window,
+    replace_window_keeping_processed_at,
     rows,
     window,
 )
@@ -155,7 +155,9 @@ def allocations(
     context.log.info(f"Inventory decided {len(lines)} lines in {call_seconds:.1f} s")
 
     with warehouse.transaction() as con:
-        replace_window(con, "allocations", ALLOCATIONS, "l_orderdate", start, end, lines)
+        replace_window_keeping_processed_at(
+            con, "allocations", ALLOCATIONS, "l_orderdate", start, end, lines
+        )
         params = [start, end]
         counts = dict(
             rows(

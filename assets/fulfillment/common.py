@@ -86,7 +86,7 @@ def create_table(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -
         con.execute(f"alter table {GROUP}.{table} add column if not exists {name} {sql_type}")
 
 
-def replace_window(
+def replace_window_keeping_processed_at(
     con: duckdb.DuckDBPyConnection,
     table: str,
     columns: Columns,

@@ -7,7 +7,13 @@ invoiced + back-ordered value equal the order totals to the cent, per day.
 
 import dagster as dg
 
-from assets.fulfillment.common import fulfillment_asset, replace_window, rows, scalar, window
+from assets.fulfillment.common import (
+    fulfillment_asset,
+    replace_window_keeping_processed_at,
+    rows,
+    scalar,
+    window,
+)
 from assets.fulfillment.tables import INVOICES
 from assets.metadata import markdown_preview
 from foundation.money import line_cents_sql, line_net_cents_sql, supply_cost_cents_sql
@@ -71,7 +77,9 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     params = [start, end]
     with warehouse.transaction() as con:
         con.execute(INSERT_SQL, params + params)
-        replace_window(con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices")
+        replace_window_keeping_processed_at(
+            con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices"
+        )
         con.execute("drop table new_invoices")
         count, total = rows(
             con,

@@ -19,7 +19,7 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window,
+    replace_window_keeping_processed_at,
     rows,
     window,
 )
@@ -139,7 +139,9 @@ def ledger_postings(
     frame = lines.rename(columns={"order_key": "o_orderkey", "entry_day": "o_orderdate"})
     context.log.info(f"Posted {posted} new of {entries} entries in {seconds:.1f} s")
     with warehouse.transaction() as con:
-        replace_window(con, "ledger_postings", LEDGER_POSTINGS, "o_orderdate", start, end, frame)
+        replace_window_keeping_processed_at(
+            con, "ledger_postings", LEDGER_POSTINGS, "o_orderdate", start, end, frame
+        )
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(frame),

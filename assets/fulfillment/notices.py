@@ -17,7 +17,7 @@ from assets.fulfillment.common import (
     customer_email_sql,
     fulfillment_asset,
     read_frame,
-    replace_window,
+    replace_window_keeping_processed_at,
     rows,
     window,
 )
@@ -163,7 +163,7 @@ def backorder_notices(
         }
     )
     with warehouse.transaction() as con:
-        replace_window(
+        replace_window_keeping_processed_at(
             con, "backorder_notices", BACKORDER_NOTICES, "o_orderdate", start, end, frame
         )
         yield dg.MaterializeResult(
@@ -254,7 +254,7 @@ def shipment_notifications(
     )
     context.log.info(f"Notified {len(frame)} shipped orders in {seconds:.1f} s")
     with warehouse.transaction() as con:
-        replace_window(
+        replace_window_keeping_processed_at(
             con,
             "shipment_notifications",
             SHIPMENT_NOTIFICATIONS,

@@ -17,7 +17,7 @@ from assets.fulfillment.common import (
     customer_email,
     fulfillment_asset,
     read_frame,
-    replace_window,
+    replace_window_keeping_processed_at,
     rows,
     window,
 )
@@ -121,7 +121,9 @@ def shipments(
         f"Carrier answered {len(orders)} orders ({refused} refused) in {call_seconds:.1f} s"
     )
     with warehouse.transaction() as con:
-        replace_window(con, "shipments", SHIPMENTS, "o_orderdate", start, end, frame)
+        replace_window_keeping_processed_at(
+            con, "shipments", SHIPMENTS, "o_orderdate", start, end, frame
+        )
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(frame),
@@ -287,7 +289,9 @@ def compensations(
     frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS[:-1]])
     context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
     with warehouse.transaction() as con:
-        replace_window(con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame)
+        replace_window_keeping_processed_at(
+            con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame
+        )
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": len(frame),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
+from deploy.dagster_dev import free_port
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest, request_to_json
 from resources.carrier_http import HttpCarrier
 from resources.faults import SystemRefused, SystemUnavailable
@@ -24,12 +24,6 @@ from simulator.cli import main
 
 SIM = Path(sys.executable).with_name("orderflow-sim")
 TOKEN = "s3cret-carrier-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Carrier:

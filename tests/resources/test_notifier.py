@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import json
 import mailbox
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from deploy.dagster_dev import free_port
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (
@@ -42,12 +42,6 @@ BATCH = [
     Message("backorder:102", DAY, "back_order", "bob@example.com", "Order 102 delayed", "Sorry."),
     Message("refund:103", DAY, "refund", "cy@example.com", "Refund for order 103", "Refunded."),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def files(folder: Path) -> list[Path]:
