@@ -1,7 +1,8 @@
-"""What every fulfillment step shares: its decorator, window reads and writes, call guards."""
+"""What the fulfillment steps share: their decorator, window reads and writes, call guards, e-mail."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -15,6 +16,7 @@ from foundation import settings
 from foundation.partitions import daily_partitions
 from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
+from resources.notifier import NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
@@ -151,6 +153,47 @@ def calling(context: dg.AssetExecutionContext, system: str, fix: str) -> Iterato
             ),
             allow_retries=False,
         ) from error
+
+
+# Messages per call: enough day folders per call for the Maildir writer threads.
+SEND_BATCH = 20_000
+NOTIFIER_FIX = "Check the notifier's configuration (resource `notifier`), then re-run the step."
+
+
+def send_messages(
+    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: pd.DataFrame
+) -> tuple[pd.DataFrame, float]:
+    """Send a frame of messages (Message's fields) in batches; their deliveries and the seconds."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    parts = []
+    with calling(context, "notifier", NOTIFIER_FIX):
+        for begin in range(0, len(messages), SEND_BATCH):
+            parts.append(notifier.send_frame(messages.iloc[begin : begin + SEND_BATCH]))
+    deliveries = pd.concat(parts, ignore_index=True) if parts else deliveries_frame([])
+    return deliveries, time.perf_counter() - started
+
+
+def orders_without_one_message(
+    con: duckdb.DuckDBPyConnection, table: str, expected_sql: str, params: list
+) -> list[int]:
+    """Orders of `expected_sql` or of fulfillment.<table> that have not exactly one message there."""
+    return [
+        row[0]
+        for row in rows(
+            con,
+            f"""
+            select coalesce(e.o_orderkey, m.o_orderkey) from ({expected_sql}) e
+            full join (select o_orderkey, count(*) as n from fulfillment.{table}
+                       where o_orderdate >= ? and o_orderdate < ? group by 1) m
+              on m.o_orderkey = e.o_orderkey
+            where e.o_orderkey is null or m.n is distinct from 1
+            order by 1 limit 20
+            """,  # noqa: S608 - table names and SQL come from code
+            params * 2,
+        )
+    ]
 
 
 CUSTOMER_DOMAIN = "customers.orderflow.example"
