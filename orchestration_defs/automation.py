@@ -11,7 +11,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-ORDER_TO_CASH = dg.AssetSelection.groups("staging", "fulfillment")
+from foundation.registry import FULFILLMENT, STAGING
+
+ORDER_TO_CASH = dg.AssetSelection.groups(STAGING, FULFILLMENT)
 
 # By 10:00 UTC every day, the latest materialisation must be at most 10 hours old.
 ORDER_TO_CASH_FRESHNESS = dg.FreshnessPolicy.cron(

@@ -13,11 +13,13 @@ from assets.analytics.history import customer_value, inventory_health, profit_by
 from assets.analytics.report import daily_report
 from assets.analytics.timeline import order_timeline
 from assets.fulfillment.allocations import allocations, inventory_stock
+from assets.fulfillment.backorder_notices import backorder_notices
+from assets.fulfillment.compensations import compensations
 from assets.fulfillment.invoices import invoices
-from assets.fulfillment.ledger import ledger_postings
-from assets.fulfillment.notices import backorder_notices, shipment_notifications
+from assets.fulfillment.ledger_postings import ledger_postings
 from assets.fulfillment.reconciliation import reconciliation
-from assets.fulfillment.shipments import compensations, shipments
+from assets.fulfillment.shipment_notifications import shipment_notifications
+from assets.fulfillment.shipments import shipments
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from foundation import layout, settings

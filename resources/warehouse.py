@@ -24,8 +24,10 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from foundation.registry import ANALYTICS, FULFILLMENT, STAGING
+
 # Schemas are identifiers owned by the code, one per layer (DESIGN.md "Warehouse").
-SCHEMAS = ("staging", "fulfillment", "analytics")
+SCHEMAS = (STAGING, FULFILLMENT, ANALYTICS)
 
 # Another process holding the file's lock: wait for it as dagster-duckdb's get_connection does.
 ATTACH_RETRIES = 10

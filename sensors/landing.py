@@ -188,9 +188,9 @@ def plan_tick(
     """Decide which days to request at wall-clock time `now`, given the previous tick's cursor.
 
     Day directories are rescanned oldest first, at most `max_days` of them; the others stay
-    unscanned in the cursor for the next ticks. Days whose partition does not exist yet (the
-    current day, until midnight UTC) are left out of the cursor, so the first tick after the day
-    closes requests it.
+    unscanned in the cursor for the next ticks. Days past the calendar's last partition (today
+    is one: the calendar keeps the current day open) are left out of the cursor, so the first
+    tick after their partition exists requests them.
     """
     plan = TickPlan()
     try:
@@ -390,9 +390,7 @@ def landing_zone_sensor(
     for line in odd:
         context.log.warning(f"In {orders_root}: {line}.")
     if plan.waiting:
-        context.log.info(
-            f"Waiting for {_names(plan.waiting)} to close: its partition exists from midnight UTC."
-        )
+        context.log.info(f"Waiting for {_names(plan.waiting)}: no partition of the calendar yet.")
     if plan.pending:
         context.log.info(f"{plan.pending} changed days left for the next ticks.")
     context.log.info(

@@ -1,14 +1,15 @@
-"""What the marts share: keys, specs, window replacement in the analytics schema, check helpers."""
+"""What the marts share: their decorators, window replacement in the analytics schema, check helpers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 
 import dagster as dg
 import duckdb
 
 from assets.metadata import column_schema
+from foundation.partitions import daily_partitions
 from foundation.registry import ANALYTICS
 
 Columns = tuple[tuple[str, str, str], ...]
@@ -16,24 +17,60 @@ GROUP = ANALYTICS
 OWNERS = ["team:analytics"]
 
 
-def key(name: str) -> dg.AssetKey:
-    """The asset key of an analytics table."""
-    return dg.AssetKey([GROUP, name])
-
-
-def fkey(name: str) -> dg.AssetKey:
-    """The asset key of a fulfillment table."""
-    return dg.AssetKey(["fulfillment", name])
-
-
-def skey(name: str) -> dg.AssetKey:
-    """The asset key of a staging table."""
-    return dg.AssetKey(["staging", name])
-
-
 def metadata_for(columns: Columns, keys: Sequence[str]) -> dict:
     """Definition-time metadata: column schema and primary key."""
     return {"dagster/column_schema": column_schema(columns), "primary_key": ", ".join(keys)}
+
+
+def analytics_asset(
+    key: dg.AssetKey,
+    *,
+    deps: Sequence[dg.AssetKey],
+    columns: Columns = (),
+    primary_key: Sequence[str] = (),
+    kinds: Sequence[str] = (),
+    partitioned: bool = False,
+    blocking_checks: Mapping[str, str | None] | None = None,
+    checks: Mapping[str, str | None] | None = None,
+):
+    """`dg.asset` for a mart of table `columns`: group, kinds, owners, pool, window if partitioned.
+
+    `blocking_checks` (a failure stops the assets downstream) and `checks` map the names of its
+    checks to their descriptions.
+    """
+    return dg.asset(
+        key=key,
+        deps=deps,
+        group_name=GROUP,
+        kinds={"duckdb", *kinds},
+        owners=OWNERS,
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        pool="duckdb",
+        metadata=metadata_for(columns, primary_key) if columns else None,
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)
+            for blocking, named in ((True, blocking_checks or {}), (False, checks or {}))
+            for name, description in named.items()
+        ],
+    )
+
+
+def analytics_assets(
+    name: str, specs: Sequence[dg.AssetSpec], check_specs: Sequence[dg.AssetCheckSpec]
+):
+    """`dg.multi_asset` for marts written together a window at a time: group, kinds, owners, pool."""
+    return dg.multi_asset(
+        name=name,
+        specs=[
+            spec.replace_attributes(group_name=GROUP, kinds={"duckdb"}, owners=OWNERS)
+            for spec in specs
+        ],
+        check_specs=check_specs,
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool="duckdb",
+    )
 
 
 def _create(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -> None:

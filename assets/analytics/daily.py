@@ -7,25 +7,28 @@ only on that day's orders, so any range is replaced in one statement.
 import dagster as dg
 
 from assets.analytics.common import (
-    GROUP,
-    OWNERS,
+    analytics_asset,
     check_result,
-    fkey,
-    key,
-    metadata_for,
     not_null_sql,
     offending,
     replace_window_from_query,
-    skey,
     unique_keys_sql,
 )
 from assets.fulfillment.common import window
 from assets.metadata import markdown_preview
-from foundation.partitions import daily_partitions
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    COMPENSATIONS_KEY,
+    CUSTOMER_KEY,
+    DAILY_SALES_KEY,
+    FULFILLMENT_KPIS_KEY,
+    INVOICES_KEY,
+    LINEITEM_KEY,
+    NATION_KEY,
+    REGION_KEY,
+    SHIPMENTS_KEY,
+)
 from resources.warehouse import WarehouseResource
-
-DAILY_SALES_KEY = key("daily_sales")
-FULFILLMENT_KPIS_KEY = key("fulfillment_kpis")
 
 DAILY_SALES = (
     ("day", "DATE", "Order date."),
@@ -91,32 +94,17 @@ group by a.l_orderdate, l.l_shipmode
 """
 
 
-@dg.asset(
-    key=DAILY_SALES_KEY,
-    deps=[
-        fkey("invoices"),
-        fkey("compensations"),
-        skey("customer"),
-        skey("nation"),
-        skey("region"),
-    ],
-    group_name=GROUP,
-    kinds={"duckdb"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    metadata=metadata_for(DAILY_SALES, DAILY_SALES_KEYS),
-    check_specs=[
-        dg.AssetCheckSpec("keys_unique", asset=DAILY_SALES_KEY, blocking=True),
-        dg.AssetCheckSpec("no_nulls", asset=DAILY_SALES_KEY, blocking=True),
-        dg.AssetCheckSpec(
-            "revenue_agrees_with_fulfillment",
-            asset=DAILY_SALES_KEY,
-            blocking=True,
-            description="Per day, revenue = invoiced net − refunded net in fulfillment.",
-        ),
-    ],
+@analytics_asset(
+    DAILY_SALES_KEY,
+    deps=[INVOICES_KEY, COMPENSATIONS_KEY, CUSTOMER_KEY, NATION_KEY, REGION_KEY],
+    columns=DAILY_SALES,
+    primary_key=DAILY_SALES_KEYS,
+    partitioned=True,
+    blocking_checks={
+        "keys_unique": None,
+        "no_nulls": None,
+        "revenue_agrees_with_fulfillment": "Per day, revenue = invoiced net − refunded net in fulfillment.",
+    },
 )
 def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Revenue, orders, lines and average order value per day, region and nation (refunds excluded)."""
@@ -167,26 +155,17 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     yield check_result("revenue_agrees_with_fulfillment", disagreeing)
 
 
-@dg.asset(
-    key=FULFILLMENT_KPIS_KEY,
-    deps=[fkey("allocations"), fkey("shipments"), skey("lineitem")],
-    group_name=GROUP,
-    kinds={"duckdb"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    metadata=metadata_for(FULFILLMENT_KPIS, FULFILLMENT_KPIS_KEYS),
-    check_specs=[
-        dg.AssetCheckSpec("keys_unique", asset=FULFILLMENT_KPIS_KEY, blocking=True),
-        dg.AssetCheckSpec("rates_within_0_and_1", asset=FULFILLMENT_KPIS_KEY, blocking=True),
-        dg.AssetCheckSpec(
-            "lines_agree_with_staging",
-            asset=FULFILLMENT_KPIS_KEY,
-            blocking=True,
-            description="Per day, the KPI lines add up to the staged lines.",
-        ),
-    ],
+@analytics_asset(
+    FULFILLMENT_KPIS_KEY,
+    deps=[ALLOCATIONS_KEY, SHIPMENTS_KEY, LINEITEM_KEY],
+    columns=FULFILLMENT_KPIS,
+    primary_key=FULFILLMENT_KPIS_KEYS,
+    partitioned=True,
+    blocking_checks={
+        "keys_unique": None,
+        "rates_within_0_and_1": None,
+        "lines_agree_with_staging": "Per day, the KPI lines add up to the staged lines.",
+    },
 )
 def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Back-order rate, days to ship and deliver, on-time rate and compensations per day and ship mode."""

@@ -8,25 +8,33 @@ the whole history. Each is one DuckDB statement over the warehouse, seconds even
 import dagster as dg
 
 from assets.analytics.common import (
-    GROUP,
-    OWNERS,
+    analytics_asset,
     check_result,
-    fkey,
-    key,
-    metadata_for,
     not_null_sql,
     offending,
     replace_table,
-    skey,
     unique_keys_sql,
 )
 from assets.metadata import markdown_preview
+from foundation.money import line_net_cents_sql, supply_cost_cents_sql
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    COMPENSATIONS_KEY,
+    CUSTOMER_KEY,
+    CUSTOMER_VALUE_KEY,
+    INVENTORY_HEALTH_KEY,
+    INVENTORY_STOCK_KEY,
+    INVOICES_KEY,
+    LINEITEM_KEY,
+    NATION_KEY,
+    ORDERS_KEY,
+    PARTSUPP_KEY,
+    PROFIT_BY_NATION_YEAR_KEY,
+    SUPPLIER_KEY,
+)
 from resources.inventory import InventoryResource
 from resources.warehouse import WarehouseResource
 
-INVENTORY_HEALTH_KEY = key("inventory_health")
-CUSTOMER_VALUE_KEY = key("customer_value")
-PROFIT_KEY = key("profit_by_nation_year")
 DEMAND_DAYS = 30
 REORDER_COVER_DAYS = 14
 TOP_VALUE_SHARE = 0.5
@@ -89,13 +97,12 @@ join staging.partsupp ps on ps.ps_partkey = l.l_partkey and ps.ps_suppkey = l.l_
 where l.l_orderkey not in (select o_orderkey from fulfillment.compensations)
 """
 
+_NET = line_net_cents_sql("l.l_extendedprice", "l.l_discount")
+_COST = supply_cost_cents_sql("l.ps_supplycost", "l.l_quantity")
 PROFIT_SQL = f"""
 select n.n_name as nation, year(l.l_orderdate) as o_year, count(*) as lines,
-    sum((l.l_extendedprice * 100)::BIGINT * (100 - (l.l_discount * 100)::BIGINT) // 100)
-        as revenue_cents,
-    sum((l.ps_supplycost * 100)::BIGINT * l.l_quantity::BIGINT) as supply_cost_cents,
-    sum((l.l_extendedprice * 100)::BIGINT * (100 - (l.l_discount * 100)::BIGINT) // 100)
-      - sum((l.ps_supplycost * 100)::BIGINT * l.l_quantity::BIGINT) as profit_cents
+    sum({_NET}) as revenue_cents, sum({_COST}) as supply_cost_cents,
+    sum({_NET}) - sum({_COST}) as profit_cents
 from ({SOLD_LINES_SQL}) l
 join staging.supplier s on s.s_suppkey = l.l_suppkey
 join staging.nation n on n.n_nationkey = s.s_nationkey
@@ -140,7 +147,7 @@ valued as (
     select s.partkey, s.suppkey, s.base_level, s.available,
         coalesce(d.reserved_recent, 0) as reserved_recent,
         coalesce(d.reserved_recent, 0) / {DEMAND_DAYS} as daily_demand,
-        (greatest(s.available, 0) * (ps.ps_supplycost * 100)::BIGINT) as stock_value_cents
+        {supply_cost_cents_sql("ps.ps_supplycost", "greatest(s.available, 0)")} as stock_value_cents
     from stock_now s
     join staging.partsupp ps on ps.ps_partkey = s.partkey and ps.ps_suppkey = s.suppkey
     left join demand d on d.partkey = s.partkey and d.suppkey = s.suppkey),
@@ -162,24 +169,17 @@ from ranked
 """  # noqa: S608 - SQL from this module
 
 
-@dg.asset(
-    key=INVENTORY_HEALTH_KEY,
-    deps=[fkey("inventory_stock"), fkey("allocations"), skey("partsupp")],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite"},
-    owners=OWNERS,
-    pool="duckdb",
-    metadata=metadata_for(INVENTORY_HEALTH, ("partkey", "suppkey")),
-    check_specs=[
-        dg.AssetCheckSpec("keys_unique", asset=INVENTORY_HEALTH_KEY, blocking=True),
-        dg.AssetCheckSpec("no_nulls", asset=INVENTORY_HEALTH_KEY, blocking=True),
-        dg.AssetCheckSpec(
-            "stock_agrees_with_inventory_system",
-            asset=INVENTORY_HEALTH_KEY,
-            blocking=True,
-            description="Every stocked pair of the inventory system is in the mart, with its level.",
-        ),
-    ],
+@analytics_asset(
+    INVENTORY_HEALTH_KEY,
+    deps=[INVENTORY_STOCK_KEY, ALLOCATIONS_KEY, PARTSUPP_KEY],
+    columns=INVENTORY_HEALTH,
+    primary_key=("partkey", "suppkey"),
+    kinds=["sqlite"],
+    blocking_checks={
+        "keys_unique": None,
+        "no_nulls": None,
+        "stock_agrees_with_inventory_system": "Every stocked pair of the inventory system is in the mart, with its level.",
+    },
 )
 def inventory_health(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
@@ -236,30 +236,15 @@ def inventory_health(
     yield check_result("stock_agrees_with_inventory_system", missing)
 
 
-@dg.asset(
-    key=CUSTOMER_VALUE_KEY,
-    deps=[
-        skey("orders"),
-        skey("lineitem"),
-        skey("customer"),
-        skey("nation"),
-        fkey("invoices"),
-        fkey("compensations"),
-    ],
-    group_name=GROUP,
-    kinds={"duckdb"},
-    owners=OWNERS,
-    pool="duckdb",
-    metadata=metadata_for(CUSTOMER_VALUE, ("c_custkey",)),
-    check_specs=[
-        dg.AssetCheckSpec("keys_unique", asset=CUSTOMER_VALUE_KEY, blocking=True),
-        dg.AssetCheckSpec(
-            "revenue_agrees_with_fulfillment",
-            asset=CUSTOMER_VALUE_KEY,
-            blocking=True,
-            description="Lifetime revenue of all customers = invoiced net − refunded net.",
-        ),
-    ],
+@analytics_asset(
+    CUSTOMER_VALUE_KEY,
+    deps=[ORDERS_KEY, LINEITEM_KEY, CUSTOMER_KEY, NATION_KEY, INVOICES_KEY, COMPENSATIONS_KEY],
+    columns=CUSTOMER_VALUE,
+    primary_key=("c_custkey",),
+    blocking_checks={
+        "keys_unique": None,
+        "revenue_agrees_with_fulfillment": "Lifetime revenue of all customers = invoiced net − refunded net.",
+    },
 )
 def customer_value(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Every customer's lifetime orders and revenue, and whether they place large-volume orders (TPC-H Q18)."""
@@ -291,31 +276,23 @@ def customer_value(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     )
 
 
-@dg.asset(
-    key=PROFIT_KEY,
+@analytics_asset(
+    PROFIT_BY_NATION_YEAR_KEY,
     deps=[
-        skey("lineitem"),
-        skey("partsupp"),
-        skey("supplier"),
-        skey("nation"),
-        fkey("allocations"),
-        fkey("invoices"),
-        fkey("compensations"),
+        LINEITEM_KEY,
+        PARTSUPP_KEY,
+        SUPPLIER_KEY,
+        NATION_KEY,
+        ALLOCATIONS_KEY,
+        INVOICES_KEY,
+        COMPENSATIONS_KEY,
     ],
-    group_name=GROUP,
-    kinds={"duckdb"},
-    owners=OWNERS,
-    pool="duckdb",
-    metadata=metadata_for(PROFIT, ("nation", "o_year")),
-    check_specs=[
-        dg.AssetCheckSpec("keys_unique", asset=PROFIT_KEY, blocking=True),
-        dg.AssetCheckSpec(
-            "revenue_agrees_with_invoices",
-            asset=PROFIT_KEY,
-            blocking=True,
-            description="Revenue over all nations and years = invoiced net − refunded net.",
-        ),
-    ],
+    columns=PROFIT,
+    primary_key=("nation", "o_year"),
+    blocking_checks={
+        "keys_unique": None,
+        "revenue_agrees_with_invoices": "Revenue over all nations and years = invoiced net − refunded net.",
+    },
 )
 def profit_by_nation_year(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Profit on the lines sold per supplier nation and order year, by TPC-H Q9's definition, in cents."""

@@ -14,10 +14,15 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from assets.analytics.common import GROUP, OWNERS, key, skey
-from assets.analytics.daily import DAILY_SALES_KEY, FULFILLMENT_KPIS_KEY
-from assets.analytics.timeline import STEP_LATENCY_KEY
-from assets.fulfillment.common import money
+from assets.analytics.common import analytics_asset
+from foundation.money import money
+from foundation.registry import (
+    DAILY_REPORT_KEY,
+    DAILY_SALES_KEY,
+    FULFILLMENT_KPIS_KEY,
+    ORDERS_KEY,
+    STEP_LATENCY_KEY,
+)
 from resources.reports import ReportStore
 from resources.warehouse import WarehouseResource
 
@@ -25,7 +30,6 @@ from resources.warehouse import WarehouseResource
 if TYPE_CHECKING:
     import pandas as pd
 
-DAILY_REPORT_KEY = key("daily_report")
 TREND_DAYS = 30
 
 
@@ -63,13 +67,10 @@ def _png(draw) -> bytes:
         plt.close(figure)
 
 
-@dg.asset(
-    key=DAILY_REPORT_KEY,
-    deps=[DAILY_SALES_KEY, FULFILLMENT_KPIS_KEY, STEP_LATENCY_KEY, skey("orders")],
-    group_name=GROUP,
-    kinds={"duckdb", "pandas", "markdown"},
-    owners=OWNERS,
-    pool="duckdb",
+@analytics_asset(
+    DAILY_REPORT_KEY,
+    deps=[DAILY_SALES_KEY, FULFILLMENT_KPIS_KEY, STEP_LATENCY_KEY, ORDERS_KEY],
+    kinds=["pandas", "markdown"],
 )
 def daily_report(
     context: dg.AssetExecutionContext,

@@ -9,24 +9,29 @@ the day's last batch may have landed and the daily run can start.
 import dagster as dg
 
 from assets.analytics.common import (
-    GROUP,
-    OWNERS,
+    analytics_assets,
     check_result,
-    fkey,
-    key,
     metadata_for,
     offending,
     replace_window_from_query,
-    skey,
     unique_keys_sql,
 )
 from assets.fulfillment.common import window
-from assets.metadata import column_schema, markdown_preview
-from foundation.partitions import daily_partitions
+from assets.metadata import markdown_preview
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    BACKORDER_NOTICES_KEY,
+    COMPENSATIONS_KEY,
+    INVOICES_KEY,
+    LEDGER_POSTINGS_KEY,
+    ORDER_TIMELINE_KEY,
+    ORDERS_KEY,
+    SHIPMENT_NOTIFICATIONS_KEY,
+    SHIPMENTS_KEY,
+    STEP_LATENCY_KEY,
+)
 from resources.warehouse import WarehouseResource
 
-ORDER_TIMELINE_KEY = key("order_timeline")
-STEP_LATENCY_KEY = key("step_latency")
 STEPS = ("reserve", "invoice", "ship", "notify", "post")
 
 ORDER_TIMELINE = (
@@ -113,37 +118,29 @@ LATENCY_SQL = " union all ".join(
 )
 
 
-@dg.multi_asset(
+@analytics_assets(
+    "order_timeline",
     specs=[
         dg.AssetSpec(
             ORDER_TIMELINE_KEY,
             description="Per order: when each order-to-cash step first happened and how long it took.",
             deps=[
-                skey("orders"),
-                fkey("allocations"),
-                fkey("invoices"),
-                fkey("shipments"),
-                fkey("backorder_notices"),
-                fkey("shipment_notifications"),
-                fkey("compensations"),
-                fkey("ledger_postings"),
+                ORDERS_KEY,
+                ALLOCATIONS_KEY,
+                INVOICES_KEY,
+                SHIPMENTS_KEY,
+                BACKORDER_NOTICES_KEY,
+                SHIPMENT_NOTIFICATIONS_KEY,
+                COMPENSATIONS_KEY,
+                LEDGER_POSTINGS_KEY,
             ],
-            group_name=GROUP,
-            kinds={"duckdb"},
-            owners=OWNERS,
             metadata=metadata_for(ORDER_TIMELINE, ("o_orderkey",)),
         ),
         dg.AssetSpec(
             STEP_LATENCY_KEY,
             description="Median and 95th-percentile duration of each step per order day.",
             deps=[ORDER_TIMELINE_KEY],
-            group_name=GROUP,
-            kinds={"duckdb"},
-            owners=OWNERS,
-            metadata={
-                "dagster/column_schema": column_schema(STEP_LATENCY),
-                "primary_key": "day, step",
-            },
+            metadata=metadata_for(STEP_LATENCY, ("day", "step")),
         ),
     ],
     check_specs=[
@@ -161,10 +158,6 @@ LATENCY_SQL = " union all ".join(
         ),
         dg.AssetCheckSpec("percentiles_ordered", asset=STEP_LATENCY_KEY, blocking=True),
     ],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    name="order_timeline",
 )
 def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Build the per-order timeline of the window and its per-day step percentiles."""

@@ -13,22 +13,18 @@ import dagster as dg
 
 from assets.fulfillment.common import (
     GROUP,
-    OWNERS,
-    asset_metadata,
     calling,
-    key,
+    fulfillment_asset,
     read_frame,
     replace_window_keeping_processed_at,
-    retry_policy,
     rows,
     window,
 )
 from assets.fulfillment.tables import ALLOCATIONS, INVENTORY_STOCK
 from assets.metadata import markdown_preview
-from assets.staging.orders import LINEITEM_KEY
-from assets.staging.validation import line_cents_sql
 from foundation.batches import chunks
-from foundation.partitions import daily_partitions
+from foundation.money import line_cents_sql
+from foundation.registry import ALLOCATIONS_KEY, INVENTORY_STOCK_KEY, LINEITEM_KEY, PARTSUPP_KEY
 from resources.inventory import InventoryResource, StockItem
 from resources.warehouse import WarehouseResource
 
@@ -36,9 +32,6 @@ from resources.warehouse import WarehouseResource
 if TYPE_CHECKING:
     import pandas as pd
 
-INVENTORY_STOCK_KEY = key("inventory_stock")
-ALLOCATIONS_KEY = key("allocations")
-PARTSUPP_KEY = dg.AssetKey(["staging", "partsupp"])
 # Lines per call: a call decides whole arrays and rewrites the stock of every pair it touches,
 # so batches are large (the SF 1 history is one call); each is one transaction.
 RESERVE_BATCH = 10_000_000
@@ -46,22 +39,14 @@ SEED_BATCH = 100_000
 FIX = "Check the inventory system's configuration (resource `inventory`), then re-run the step."
 
 
-@dg.asset(
-    key=INVENTORY_STOCK_KEY,
+@fulfillment_asset(
+    INVENTORY_STOCK_KEY,
     deps=[PARTSUPP_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite"},
-    owners=OWNERS,
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("inventory_stock"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "stock_never_overcommitted",
-            asset=INVENTORY_STOCK_KEY,
-            description="No (part, supplier) has more reserved than its stock.",
-        )
-    ],
+    kinds=["sqlite"],
+    partitioned=False,
+    checks={
+        "stock_never_overcommitted": "No (part, supplier) has more reserved than its stock.",
+    },
 )
 def inventory_stock(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
@@ -119,31 +104,14 @@ def _frame(values, names) -> "pd.DataFrame":
     return pd.DataFrame.from_records(values, columns=list(names))
 
 
-@dg.asset(
-    key=ALLOCATIONS_KEY,
+@fulfillment_asset(
+    ALLOCATIONS_KEY,
     deps=[LINEITEM_KEY, INVENTORY_STOCK_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("allocations"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "every_line_allocated",
-            asset=ALLOCATIONS_KEY,
-            blocking=True,
-            description="Every staged line of the window is reserved or back-ordered, once.",
-        ),
-        dg.AssetCheckSpec(
-            "matches_inventory_system",
-            asset=ALLOCATIONS_KEY,
-            blocking=True,
-            description="Reserved and back-ordered lines per day agree with the inventory system.",
-        ),
-    ],
+    kinds=["sqlite"],
+    blocking_checks={
+        "every_line_allocated": "Every staged line of the window is reserved or back-ordered, once.",
+        "matches_inventory_system": "Reserved and back-ordered lines per day agree with the inventory system.",
+    },
 )
 def allocations(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource

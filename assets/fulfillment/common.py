@@ -1,8 +1,9 @@
-"""What every fulfillment step shares: keys, specs, retries, window reads and writes, call guards."""
+"""What the fulfillment steps share: their decorator, window reads and writes, call guards, e-mail."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
@@ -12,35 +13,58 @@ import duckdb
 
 from assets.fulfillment.tables import KEYS, SCHEMAS, Columns
 from foundation import settings
+from foundation.partitions import daily_partitions
+from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
+from resources.notifier import NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 
-OWNERS = ["team:fulfillment"]
-GROUP = "fulfillment"
+GROUP = FULFILLMENT
 
 
-def key(name: str) -> dg.AssetKey:
-    """The asset key of a fulfillment table."""
-    return dg.AssetKey([GROUP, name])
+def fulfillment_asset(
+    key: dg.AssetKey,
+    *,
+    deps: Sequence[dg.AssetKey],
+    kinds: Sequence[str] = (),
+    partitioned: bool = True,
+    blocking_checks: Mapping[str, str] | None = None,
+    checks: Mapping[str, str] | None = None,
+):
+    """`dg.asset` for a step of the chain writing its table (assets/fulfillment/tables.py).
 
-
-def retry_policy() -> dg.RetryPolicy:
-    """Exponential backoff with jitter for steps that call an outside system."""
-    return dg.RetryPolicy(
+    `kinds` are the outside systems it calls besides DuckDB: such a step retries with exponential
+    backoff and jitter (`calling` decides what is worth a retry). A partitioned step handles a
+    day's window, or a backfill's whole range in one run. `blocking_checks` (a failure stops the
+    steps downstream) and `checks` map the names of its checks to their descriptions.
+    """
+    retry = dg.RetryPolicy(
         max_retries=settings.retry_max(),
         delay=settings.retry_delay_seconds(),
         backoff=dg.Backoff.EXPONENTIAL,
         jitter=dg.Jitter.PLUS_MINUS,
     )
-
-
-def asset_metadata(name: str) -> dict:
-    """Definition-time metadata: the table's column schema."""
-    return {"dagster/column_schema": SCHEMAS[name]}
+    return dg.asset(
+        key=key,
+        deps=deps,
+        group_name=GROUP,
+        kinds={"duckdb", *kinds},
+        owners=["team:fulfillment"],
+        partitions_def=daily_partitions if partitioned else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
+        pool="duckdb",
+        retry_policy=retry if kinds else None,
+        metadata={"dagster/column_schema": SCHEMAS[key.path[-1]]},
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)
+            for blocking, named in ((True, blocking_checks or {}), (False, checks or {}))
+            for name, description in named.items()
+        ],
+    )
 
 
 def window(context: dg.AssetExecutionContext) -> tuple[date, date]:
@@ -131,6 +155,47 @@ def calling(context: dg.AssetExecutionContext, system: str, fix: str) -> Iterato
         ) from error
 
 
+# Messages per call: enough day folders per call for the Maildir writer threads.
+SEND_BATCH = 20_000
+NOTIFIER_FIX = "Check the notifier's configuration (resource `notifier`), then re-run the step."
+
+
+def send_messages(
+    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: pd.DataFrame
+) -> tuple[pd.DataFrame, float]:
+    """Send a frame of messages (Message's fields) in batches; their deliveries and the seconds."""
+    import pandas as pd
+
+    started = time.perf_counter()
+    parts = []
+    with calling(context, "notifier", NOTIFIER_FIX):
+        for begin in range(0, len(messages), SEND_BATCH):
+            parts.append(notifier.send_frame(messages.iloc[begin : begin + SEND_BATCH]))
+    deliveries = pd.concat(parts, ignore_index=True) if parts else deliveries_frame([])
+    return deliveries, time.perf_counter() - started
+
+
+def orders_without_one_message(
+    con: duckdb.DuckDBPyConnection, table: str, expected_sql: str, params: list
+) -> list[int]:
+    """Orders of `expected_sql` or of fulfillment.<table> that have not exactly one message there."""
+    return [
+        row[0]
+        for row in rows(
+            con,
+            f"""
+            select coalesce(e.o_orderkey, m.o_orderkey) from ({expected_sql}) e
+            full join (select o_orderkey, count(*) as n from fulfillment.{table}
+                       where o_orderdate >= ? and o_orderdate < ? group by 1) m
+              on m.o_orderkey = e.o_orderkey
+            where e.o_orderkey is null or m.n is distinct from 1
+            order by 1 limit 20
+            """,  # noqa: S608 - table names and SQL come from code
+            params * 2,
+        )
+    ]
+
+
 CUSTOMER_DOMAIN = "customers.orderflow.example"
 
 
@@ -142,12 +207,6 @@ def customer_email(name: str) -> str:
 def customer_email_sql(column: str) -> str:
     """SQL for `customer_email` of a name column (`column` comes from code, never from data)."""
     return f"lower(replace({column}, '#', '')) || '@{CUSTOMER_DOMAIN}'"
-
-
-def money(cents: int) -> str:
-    """Cents as dollars for a message, without going through binary floats."""
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(cents) // 100:,}.{abs(cents) % 100:02d}"
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> object:

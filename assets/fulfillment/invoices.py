@@ -7,12 +7,8 @@ invoiced + back-ordered value equal the order totals to the cent, per day.
 
 import dagster as dg
 
-from assets.fulfillment.allocations import ALLOCATIONS_KEY, PARTSUPP_KEY
 from assets.fulfillment.common import (
-    GROUP,
-    OWNERS,
-    asset_metadata,
-    key,
+    fulfillment_asset,
     replace_window_keeping_processed_at,
     rows,
     scalar,
@@ -20,12 +16,15 @@ from assets.fulfillment.common import (
 )
 from assets.fulfillment.tables import INVOICES
 from assets.metadata import markdown_preview
-from assets.staging.orders import LINEITEM_KEY, ORDERS_KEY
-from assets.staging.validation import line_cents_sql, line_net_cents_sql
-from foundation.partitions import daily_partitions
+from foundation.money import line_cents_sql, line_net_cents_sql, supply_cost_cents_sql
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    INVOICES_KEY,
+    LINEITEM_KEY,
+    ORDERS_KEY,
+    PARTSUPP_KEY,
+)
 from resources.warehouse import WarehouseResource
-
-INVOICES_KEY = key("invoices")
 
 INSERT_SQL = f"""
 create or replace temp table new_invoices as
@@ -36,7 +35,7 @@ from (
     select l.l_orderkey,
         {line_net_cents_sql("l.l_extendedprice", "l.l_discount")} as net,
         {line_cents_sql("l.l_extendedprice", "l.l_discount", "l.l_tax")} as gross,
-        (ps.ps_supplycost * 100)::BIGINT * l.l_quantity::BIGINT as cost
+        {supply_cost_cents_sql("ps.ps_supplycost", "l.l_quantity")} as cost
     from staging.lineitem l
     join fulfillment.allocations a
       on a.l_orderkey = l.l_orderkey and a.l_linenumber = l.l_linenumber
@@ -65,24 +64,12 @@ order by 1 limit 20
 """
 
 
-@dg.asset(
-    key=INVOICES_KEY,
+@fulfillment_asset(
+    INVOICES_KEY,
     deps=[ALLOCATIONS_KEY, ORDERS_KEY, LINEITEM_KEY, PARTSUPP_KEY],
-    group_name=GROUP,
-    kinds={"duckdb"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    metadata=asset_metadata("invoices"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "invoices_tie_out",
-            asset=INVOICES_KEY,
-            blocking=True,
-            description="Per day, invoiced + back-ordered value = the order totals, to the cent.",
-        )
-    ],
+    blocking_checks={
+        "invoices_tie_out": "Per day, invoiced + back-ordered value = the order totals, to the cent.",
+    },
 )
 def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """One invoice per order for its reserved lines: net, tax, total and cost of goods in cents."""

@@ -11,36 +11,21 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets.fulfillment.allocations import ALLOCATIONS_KEY
-from assets.fulfillment.common import (
-    GROUP,
-    OWNERS,
-    calling,
-    create_table,
-    key,
-    retry_policy,
-    rows,
-    window,
+from assets.fulfillment.common import calling, create_table, fulfillment_asset, rows, window
+from assets.fulfillment.tables import RECONCILIATION
+from assets.metadata import markdown_preview
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    LEDGER_POSTINGS_KEY,
+    RECONCILIATION_KEY,
+    SHIPMENTS_KEY,
 )
-from assets.fulfillment.ledger import LEDGER_POSTINGS_KEY
-from assets.fulfillment.shipments import SHIPMENTS_KEY
-from assets.metadata import column_schema, markdown_preview
-from foundation.partitions import daily_partitions
 from resources.accounting import AccountingResource
 from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource
 from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
 
-RECONCILIATION_KEY = key("reconciliation")
-RECONCILIATION = (
-    ("day", "DATE", "Order date compared."),
-    ("system", "VARCHAR", "inventory, carrier or accounting."),
-    ("measure", "VARCHAR", "What is compared, e.g. reserved_lines or revenue_credit_cents."),
-    ("warehouse_value", "BIGINT", "What the warehouse recorded."),
-    ("system_value", "BIGINT", "What the outside system holds."),
-    ("matches", "BOOLEAN", "Whether the two agree."),
-)
 FIX = "Check the system's configuration, then re-run reconciliation."
 # The systems recount at once, one thread each, while the warehouse counts: their drivers release
 # the GIL, so the audit waits for the longest recount, not the sum (bench/RESULTS.md, issue #3).
@@ -129,24 +114,13 @@ def _theirs(recounts: list) -> dict[tuple[str, str, str], int]:
     return values
 
 
-@dg.asset(
-    key=RECONCILIATION_KEY,
+@fulfillment_asset(
+    RECONCILIATION_KEY,
     deps=[ALLOCATIONS_KEY, SHIPMENTS_KEY, LEDGER_POSTINGS_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata={"dagster/column_schema": column_schema(RECONCILIATION)},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "systems_reconcile",
-            asset=RECONCILIATION_KEY,
-            description="The warehouse, the inventory system, the carrier and the ledger agree.",
-        )
-    ],
+    kinds=["sqlite"],
+    checks={
+        "systems_reconcile": "The warehouse, the inventory system, the carrier and the ledger agree.",
+    },
 )
 def reconciliation(
     context: dg.AssetExecutionContext,

@@ -12,69 +12,44 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from assets.fulfillment.allocations import ALLOCATIONS_KEY
 from assets.fulfillment.common import (
-    GROUP,
-    OWNERS,
-    asset_metadata,
     calling,
-    customer_email,
-    key,
-    money,
+    fulfillment_asset,
     read_frame,
     replace_window_keeping_processed_at,
-    retry_policy,
     rows,
     window,
 )
-from assets.fulfillment.invoices import INVOICES_KEY
-from assets.fulfillment.tables import COMPENSATIONS, SHIPMENTS
+from assets.fulfillment.tables import SHIPMENTS
 from assets.metadata import markdown_preview
-from assets.staging.orders import LINEITEM_KEY
-from foundation.partitions import daily_partitions
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    CUSTOMER_KEY,
+    INVOICES_KEY,
+    LINEITEM_KEY,
+    NATION_KEY,
+    SHIPMENTS_KEY,
+)
 from resources.carrier import CarrierResource
-from resources.inventory import InventoryResource
-from resources.notifier import Message, NotifierResource
 from resources.warehouse import WarehouseResource
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
     import pandas as pd
 
-SHIPMENTS_KEY = key("shipments")
-COMPENSATIONS_KEY = key("compensations")
-CUSTOMER_KEY = dg.AssetKey(["staging", "customer"])
-NATION_KEY = dg.AssetKey(["staging", "nation"])
 # Orders per call: the local carrier answers whole arrays; an HTTP carrier splits further.
 SHIP_BATCH = 2_000_000
 CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
 
 
-@dg.asset(
-    key=SHIPMENTS_KEY,
+@fulfillment_asset(
+    SHIPMENTS_KEY,
     deps=[INVOICES_KEY, ALLOCATIONS_KEY, LINEITEM_KEY, CUSTOMER_KEY, NATION_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "api"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("shipments"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "every_invoice_answered",
-            asset=SHIPMENTS_KEY,
-            blocking=True,
-            description="Every invoiced order has the carrier's answer for each reserved line.",
-        ),
-        dg.AssetCheckSpec(
-            "shipped_orders_tracked",
-            asset=SHIPMENTS_KEY,
-            blocking=True,
-            description="Every shipped line has a tracking number and ship and delivery dates.",
-        ),
-    ],
+    kinds=["api"],
+    blocking_checks={
+        "every_invoice_answered": "Every invoiced order has the carrier's answer for each reserved line.",
+        "shipped_orders_tracked": "Every shipped line has a tracking number and ship and delivery dates.",
+    },
 )
 def shipments(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, carrier: CarrierResource
@@ -201,155 +176,3 @@ def _order_batches(lines: "pd.DataFrame", orders_per_batch: int):
     bounds = [*starts[::orders_per_batch].tolist(), len(lines)]
     for begin, end in itertools.pairwise(bounds):
         yield lines.iloc[begin:end]
-
-
-@dg.asset(
-    key=COMPENSATIONS_KEY,
-    deps=[SHIPMENTS_KEY, INVOICES_KEY, CUSTOMER_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite", "email"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("compensations"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "every_refusal_compensated",
-            asset=COMPENSATIONS_KEY,
-            blocking=True,
-            description="Every refused shipment has its credit note, release and messages.",
-        )
-    ],
-)
-def compensations(
-    context: dg.AssetExecutionContext,
-    warehouse: WarehouseResource,
-    inventory: InventoryResource,
-    notifier: NotifierResource,
-):
-    """Refused shipments undone: reservation released, credit note issued, customer and admin told."""
-    import pandas as pd
-
-    start, end = window(context)
-    params = [start, end]
-    refused = read_frame(
-        warehouse,
-        """
-        select s.o_orderkey, strftime(s.o_orderdate, '%Y-%m-%d') as day, any_value(s.reason) as reason,
-            list(s.l_linenumber order by s.l_linenumber) as line_numbers,
-            any_value(i.net_cents) as net_cents, any_value(i.tax_cents) as tax_cents,
-            any_value(i.total_cents) as total_cents, any_value(i.cost_cents) as cost_cents,
-            any_value(c.c_name) as c_name
-        from fulfillment.shipments s
-        join fulfillment.invoices i on i.o_orderkey = s.o_orderkey
-        join staging.customer c on c.c_custkey = i.o_custkey
-        where s.o_orderdate >= ? and s.o_orderdate < ? and s.status = 'refused'
-          and i.o_orderdate >= ? and i.o_orderdate < ?
-        group by s.o_orderkey, s.o_orderdate order by s.o_orderdate, s.o_orderkey
-        """,
-        params * 2,
-    )
-    records = []
-    started = time.perf_counter()
-    with calling(context, "inventory", "Check the inventory system (resource `inventory`)."):
-        released = inventory.release(
-            [
-                (int(order), int(line))
-                for order, numbers in zip(
-                    refused["o_orderkey"], refused["line_numbers"], strict=True
-                )
-                for line in numbers
-            ]
-        )
-    messages = [
-        Message(
-            key=f"refund:{order}",
-            day=day,
-            kind="refund",
-            to=customer_email(name),
-            subject=f"We could not ship your order {order}: credit note CN-{order}",
-            body=(
-                f"Dear {name},\n\nThe carrier could not take your order {order} of {day} "
-                f"({reason}).\nWe have cancelled it and issued credit note CN-{order} for "
-                f"{money(int(total))}; nothing is owed.\n\nOrderflow"
-            ),
-        )
-        for order, day, reason, name, total in zip(
-            refused["o_orderkey"],
-            refused["day"],
-            refused["reason"],
-            refused["c_name"],
-            refused["total_cents"],
-            strict=True,
-        )
-    ]
-    with calling(context, "notifier", "Check the notifier (resource `notifier`)."):
-        customer = {d.key: d for d in notifier.send(messages)}
-        admin = {}
-        for order, day, reason in zip(
-            refused["o_orderkey"], refused["day"], refused["reason"], strict=True
-        ):
-            admin[order] = notifier.alert(
-                f"refused:{order}",
-                day,
-                f"Carrier refused order {order}",
-                f"The carrier refused the shipment of order {order} ({day}): {reason}.\n"
-                f"Compensated: reservation released, credit note CN-{order} issued, "
-                "customer told.",
-            )
-    call_seconds = time.perf_counter() - started
-    for row in refused.itertuples(index=False):
-        delivery = customer[f"refund:{row.o_orderkey}"]
-        records.append(
-            (
-                row.o_orderkey,
-                row.day,
-                row.reason,
-                f"CN-{row.o_orderkey}",
-                row.net_cents,
-                row.tax_cents,
-                row.total_cents,
-                row.cost_cents,
-                len(row.line_numbers),
-                delivery.message_id,
-                delivery.status,
-                admin[row.o_orderkey].message_id,
-            )
-        )
-    frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS[:-1]])
-    context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
-    with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "lines_released_now": released,
-                "inventory_and_notifier_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.compensations where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
-        )
-        missing = rows(
-            con,
-            """
-            select distinct s.o_orderkey from fulfillment.shipments s
-            left join fulfillment.compensations c on c.o_orderkey = s.o_orderkey
-            where s.o_orderdate >= ? and s.o_orderdate < ? and s.status = 'refused'
-              and (c.o_orderkey is null or c.admin_message_id is null)
-            order by 1 limit 20
-            """,
-            params,
-        )
-    yield dg.AssetCheckResult(
-        check_name="every_refusal_compensated",
-        passed=not missing,
-        metadata={"uncompensated_orders": [row[0] for row in missing]},
-    )

@@ -98,6 +98,15 @@ LEDGER_POSTINGS: Columns = (
     ("credit_cents", "BIGINT", "Credit in cents."),
 )
 
+RECONCILIATION: Columns = (
+    ("day", "DATE", "Order date compared."),
+    ("system", "VARCHAR", "inventory, carrier or accounting."),
+    ("measure", "VARCHAR", "What is compared, e.g. reserved_lines or revenue_credit_cents."),
+    ("warehouse_value", "BIGINT", "What the warehouse recorded."),
+    ("system_value", "BIGINT", "What the outside system holds."),
+    ("matches", "BOOLEAN", "Whether the two agree."),
+)
+
 PROCESSED_AT = (
     "processed_at",
     "TIMESTAMP",
@@ -133,5 +142,6 @@ SCHEMAS = {
         "compensations": COMPENSATIONS,
         "shipment_notifications": SHIPMENT_NOTIFICATIONS,
         "ledger_postings": LEDGER_POSTINGS,
+        "reconciliation": RECONCILIATION,
     }.items()
 }

@@ -7,35 +7,28 @@ the table in one statement (`create or replace`), which readers see atomically.
 import dagster as dg
 
 from assets.metadata import markdown_preview
+from assets.staging.common import staging_assets
 from assets.staging.tables import CATALOG_DESCRIPTIONS, CATALOG_KEYS
 from foundation.layout import CATALOG_TABLES
+from foundation.registry import staging_key
 from resources.order_system import OrderSystemResource
 from resources.warehouse import WarehouseResource
 
-OWNERS = ["team:data-engineering"]
 
-
-def catalog_key(table: str) -> dg.AssetKey:
-    """The asset key of a catalog table in staging."""
-    return dg.AssetKey(["staging", table])
-
-
-CATALOG_SPECS = [
-    dg.AssetSpec(
-        key=catalog_key(table),
-        description=CATALOG_DESCRIPTIONS[table],
-        group_name="staging",
-        kinds={"duckdb", "parquet"},
-        owners=OWNERS,
-        skippable=True,
-        tags={"layer": "staging"},
-        metadata={"primary_key": ", ".join(CATALOG_KEYS[table])},
-    )
-    for table in CATALOG_TABLES
-]
-
-
-@dg.multi_asset(specs=CATALOG_SPECS, can_subset=True, pool="duckdb", name="staging_catalog")
+@staging_assets(
+    "staging_catalog",
+    [
+        dg.AssetSpec(
+            staging_key(table),
+            description=CATALOG_DESCRIPTIONS[table],
+            skippable=True,
+            metadata={"primary_key": ", ".join(CATALOG_KEYS[table])},
+        )
+        for table in CATALOG_TABLES
+    ],
+    kinds=["parquet"],
+    can_subset=True,
+)
 def staging_catalog(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
@@ -44,7 +37,7 @@ def staging_catalog(
     """Load the selected catalog tables into staging, each replaced in one statement."""
     with warehouse.connect() as con:
         for table in CATALOG_TABLES:
-            key = catalog_key(table)
+            key = staging_key(table)
             if key not in context.selected_asset_keys:
                 continue
             location = order_system.catalog_location(table)

@@ -11,6 +11,7 @@ import time
 import dagster as dg
 
 from assets.metadata import markdown_list, markdown_preview
+from assets.staging.common import staging_assets
 from assets.staging.tables import (
     LINEITEM,
     ORDER_REJECTS,
@@ -20,16 +21,17 @@ from assets.staging.tables import (
     order_rejects_schema,
     orders_schema,
 )
-from assets.staging.validation import line_cents_sql, stage_chunk
-from foundation.partitions import daily_partitions
+from assets.staging.validation import stage_chunk
+from foundation.money import line_cents_sql
+from foundation.registry import (
+    CUSTOMER_KEY,
+    LINEITEM_KEY,
+    ORDER_REJECTS_KEY,
+    ORDERS_KEY,
+    PARTSUPP_KEY,
+)
 from resources.order_system import OrderFileError, OrderSystemResource
 from resources.warehouse import WarehouseResource
-
-ORDERS_KEY = dg.AssetKey(["staging", "orders"])
-LINEITEM_KEY = dg.AssetKey(["staging", "lineitem"])
-REJECTS_KEY = dg.AssetKey(["staging", "order_rejects"])
-OWNERS = ["team:data-engineering"]
-CATALOG_DEPS = [dg.AssetKey(["staging", "customer"]), dg.AssetKey(["staging", "partsupp"])]
 
 # The window column of each table: every partitioned write replaces exactly this range.
 WINDOW_COLUMNS = {"orders": "o_orderdate", "lineitem": "l_orderdate", "order_rejects": "batch_day"}
@@ -39,45 +41,14 @@ def _spec(key: dg.AssetKey, description: str, schema: dg.TableSchema) -> dg.Asse
     return dg.AssetSpec(
         key=key,
         description=description,
-        group_name="staging",
-        kinds={"duckdb", "pandas"},
-        owners=OWNERS,
-        deps=CATALOG_DEPS,
-        tags={"layer": "staging"},
+        deps=[CUSTOMER_KEY, PARTSUPP_KEY],
         metadata={"dagster/column_schema": schema},
     )
 
 
-CHECKS = [
-    dg.AssetCheckSpec(
-        "totals_tie_out",
-        asset=ORDERS_KEY,
-        blocking=True,
-        description="Every staged order's total equals the sum of its lines in TPC-H's cent arithmetic.",
-    ),
-    dg.AssetCheckSpec(
-        "order_keys_unique",
-        asset=ORDERS_KEY,
-        blocking=True,
-        description="No order key is staged twice, across all days.",
-    ),
-    dg.AssetCheckSpec(
-        "lines_belong_to_orders",
-        asset=LINEITEM_KEY,
-        blocking=True,
-        description="Every staged line has its order and every staged order has lines.",
-    ),
-    dg.AssetCheckSpec(
-        "records_accounted_for",
-        asset=REJECTS_KEY,
-        blocking=True,
-        description="Records read from the landing zone = orders staged + records rejected.",
-    ),
-]
-
-
-@dg.multi_asset(
-    specs=[
+@staging_assets(
+    "staging_orders",
+    [
         _spec(
             ORDERS_KEY, "The store's orders, one row per order, validated and typed.", orders_schema
         ),
@@ -87,16 +58,39 @@ CHECKS = [
             lineitem_schema,
         ),
         _spec(
-            REJECTS_KEY,
+            ORDER_REJECTS_KEY,
             "Every landed order record that was not staged, with its file, line, reason and raw text.",
             order_rejects_schema,
         ),
     ],
-    check_specs=CHECKS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    name="staging_orders",
+    kinds=["pandas"],
+    partitioned=True,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "totals_tie_out",
+            asset=ORDERS_KEY,
+            blocking=True,
+            description="Every staged order's total equals the sum of its lines in TPC-H's cent arithmetic.",
+        ),
+        dg.AssetCheckSpec(
+            "order_keys_unique",
+            asset=ORDERS_KEY,
+            blocking=True,
+            description="No order key is staged twice, across all days.",
+        ),
+        dg.AssetCheckSpec(
+            "lines_belong_to_orders",
+            asset=LINEITEM_KEY,
+            blocking=True,
+            description="Every staged line has its order and every staged order has lines.",
+        ),
+        dg.AssetCheckSpec(
+            "records_accounted_for",
+            asset=ORDER_REJECTS_KEY,
+            blocking=True,
+            description="Records read from the landing zone = orders staged + records rejected.",
+        ),
+    ],
 )
 def staging_orders(
     context: dg.AssetExecutionContext,
@@ -217,7 +211,7 @@ def _results(con, start, end, listing, read, staged, rejected, elapsed):
         },
     )
     yield dg.MaterializeResult(
-        asset_key=REJECTS_KEY,
+        asset_key=ORDER_REJECTS_KEY,
         metadata={
             **common,
             "dagster/row_count": rejected,
@@ -295,7 +289,7 @@ def _check_results(con, window, read):
         window + window,
     )
     yield dg.AssetCheckResult(
-        asset_key=REJECTS_KEY,
+        asset_key=ORDER_REJECTS_KEY,
         check_name="records_accounted_for",
         passed=in_tables == read,
         metadata={"records_read": read, "staged_plus_rejected": in_tables},

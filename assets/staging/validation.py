@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import duckdb
 
+from foundation.money import line_cents_sql
+
 # (field, kind) as the order system exports them; kinds map to a check and a SQL type.
 ORDER_FIELDS = (
     ("o_orderkey", "int"),
@@ -77,17 +79,6 @@ def _checked_fields(prefix: str, fields: tuple[tuple[str, str], ...]) -> tuple[s
 
 def _typed(expr: str, kind: str) -> str:
     return f"try_cast({expr} as {SQL_TYPES[kind]})"
-
-
-def line_net_cents_sql(ep: str, discount: str) -> str:
-    """SQL for a line's amount after discount in integer cents: ⌊ep·(100−d)/100⌋ (TPC-H)."""
-    return f"(({ep} * 100)::BIGINT * (100 - ({discount} * 100)::BIGINT) // 100)"
-
-
-def line_cents_sql(ep: str, discount: str, tax: str) -> str:
-    """SQL for a line's amount in integer cents; the staging checks use the same arithmetic."""
-    # TPC-H's own arithmetic in integer cents: ⌊⌊ep·(100−d)/100⌋·(100+t)/100⌋.
-    return f"({line_net_cents_sql(ep, discount)} * (100 + ({tax} * 100)::BIGINT) // 100)"
 
 
 # One JSON parse per record: try() turns a malformed line into NULL; only those rare lines are

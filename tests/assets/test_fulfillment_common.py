@@ -3,7 +3,8 @@
 import duckdb
 import pytest
 
-from assets.fulfillment.common import customer_email, customer_email_sql, money
+from assets.fulfillment.common import customer_email, customer_email_sql
+from foundation.money import money
 
 NAMES = ["Customer#000000001", "Customer#000149999", "ACME Corp", "Zoë #7", "A#B#C"]
 

@@ -14,7 +14,8 @@ import dagster as dg
 import pytest
 
 from assets.staging.catalog import staging_catalog
-from assets.staging.orders import ORDERS_KEY, staging_orders
+from assets.staging.orders import staging_orders
+from foundation.registry import ORDERS_KEY
 from tests.helpers import make_data_dir, query, resources_for
 from tests.postgres import new_database
 

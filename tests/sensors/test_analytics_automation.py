@@ -17,10 +17,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from assets.analytics.report import DAILY_REPORT_KEY
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
+from foundation.registry import DAILY_REPORT_KEY
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS, defs
 from resources.accounting import SqlAccounting
 from resources.faults import FaultInjection, SystemUnavailable

@@ -16,22 +16,16 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from assets.fulfillment.common import (
-    GROUP,
-    OWNERS,
-    asset_metadata,
     calling,
-    key,
+    fulfillment_asset,
     read_frame,
     replace_window_keeping_processed_at,
-    retry_policy,
     rows,
     window,
 )
-from assets.fulfillment.invoices import INVOICES_KEY
-from assets.fulfillment.shipments import COMPENSATIONS_KEY
 from assets.fulfillment.tables import LEDGER_POSTINGS
 from assets.metadata import markdown_preview
-from foundation.partitions import daily_partitions
+from foundation.registry import COMPENSATIONS_KEY, INVOICES_KEY, LEDGER_POSTINGS_KEY
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
 
@@ -40,7 +34,6 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-LEDGER_POSTINGS_KEY = key("ledger_postings")
 # Journal lines per call (a multiple of 5: batches end on an entry's last line).
 POST_BATCH = 10_000_000
 FIX = "Check the accounting system's configuration (resource `accounting`), then re-run the step."
@@ -95,37 +88,15 @@ def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
     )
 
 
-@dg.asset(
-    key=LEDGER_POSTINGS_KEY,
+@fulfillment_asset(
+    LEDGER_POSTINGS_KEY,
     deps=[INVOICES_KEY, COMPENSATIONS_KEY],
-    group_name=GROUP,
-    kinds={"duckdb", "sqlite"},
-    owners=OWNERS,
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-    retry_policy=retry_policy(),
-    metadata=asset_metadata("ledger_postings"),
-    check_specs=[
-        dg.AssetCheckSpec(
-            "ledger_balances_per_day",
-            asset=LEDGER_POSTINGS_KEY,
-            blocking=True,
-            description="Per day, debits equal credits.",
-        ),
-        dg.AssetCheckSpec(
-            "revenue_equals_invoiced",
-            asset=LEDGER_POSTINGS_KEY,
-            blocking=True,
-            description="Per day, net revenue in the ledger = invoiced net − credit notes' net.",
-        ),
-        dg.AssetCheckSpec(
-            "matches_accounting_system",
-            asset=LEDGER_POSTINGS_KEY,
-            blocking=True,
-            description="Per day and account, the warehouse's postings equal the accounting system's.",
-        ),
-    ],
+    kinds=["sqlite"],
+    blocking_checks={
+        "ledger_balances_per_day": "Per day, debits equal credits.",
+        "revenue_equals_invoiced": "Per day, net revenue in the ledger = invoiced net − credit notes' net.",
+        "matches_accounting_system": "Per day and account, the warehouse's postings equal the accounting system's.",
+    },
 )
 def ledger_postings(
     context: dg.AssetExecutionContext,

@@ -1,0 +1,124 @@
+"""Back-order notices: an e-mail per order with lines the stock could not cover.
+
+Back-order policy: a line the stock cannot cover is not reserved, not invoiced and not shipped; the
+customer is told which lines and what value will not be charged, and may order them again. The
+store does not hold open back-orders, so every line is settled on its order day and the money ties
+out per day (invoiced + back-ordered = ordered). Each message is keyed by its order and kind.
+"""
+
+import dagster as dg
+
+from assets.fulfillment.common import (
+    customer_email,
+    fulfillment_asset,
+    orders_without_one_message,
+    read_frame,
+    replace_window_keeping_processed_at,
+    send_messages,
+    window,
+)
+from assets.fulfillment.tables import BACKORDER_NOTICES
+from assets.metadata import markdown_preview
+from foundation.money import money
+from foundation.registry import ALLOCATIONS_KEY, BACKORDER_NOTICES_KEY, CUSTOMER_KEY, ORDERS_KEY
+from resources.notifier import Message, NotifierResource
+from resources.warehouse import WarehouseResource
+
+BACKORDERED_ORDERS_SQL = (
+    "select distinct l_orderkey as o_orderkey from fulfillment.allocations "
+    "where l_orderdate >= ? and l_orderdate < ? and status = 'backordered'"
+)
+
+
+@fulfillment_asset(
+    BACKORDER_NOTICES_KEY,
+    deps=[ALLOCATIONS_KEY, ORDERS_KEY, CUSTOMER_KEY],
+    kinds=["email"],
+    checks={
+        "one_notice_per_backordered_order": "Every order with back-ordered lines has exactly one notice.",
+    },
+)
+def backorder_notices(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, notifier: NotifierResource
+):
+    """The back-order e-mails sent to customers: one per order with lines the stock could not cover."""
+    import pandas as pd
+
+    start, end = window(context)
+    params = [start, end]
+    lines = read_frame(
+        warehouse,
+        """
+        select a.l_orderkey as o_orderkey, strftime(a.l_orderdate, '%Y-%m-%d') as day, c.c_name,
+            list(a.l_linenumber order by a.l_linenumber) as numbers,
+            list(a.l_partkey order by a.l_linenumber) as parts,
+            list(a.l_quantity order by a.l_linenumber) as quantities,
+            sum(a.line_cents) as cents
+        from fulfillment.allocations a
+        join staging.orders o on o.o_orderkey = a.l_orderkey
+        join staging.customer c on c.c_custkey = o.o_custkey
+        where a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'backordered'
+          and o.o_orderdate >= ? and o.o_orderdate < ?
+        group by a.l_orderkey, a.l_orderdate, c.c_name order by a.l_orderdate, a.l_orderkey
+        """,
+        params * 2,
+    )
+    messages = []
+    for row in lines.itertuples(index=False):
+        items = "\n".join(
+            f"  line {n}: part {p}, quantity {q}"
+            for n, p, q in zip(row.numbers, row.parts, row.quantities, strict=True)
+        )
+        messages.append(
+            Message(
+                key=f"backorder:{row.o_orderkey}",
+                day=row.day,
+                kind="backorder",
+                to=customer_email(row.c_name),
+                subject=f"Some items of your order {row.o_orderkey} are out of stock",
+                body=(
+                    f"Dear {row.c_name},\n\nThese lines of your order {row.o_orderkey} of {row.day} "
+                    f"are out of stock:\n{items}\n\nThey will not be shipped and you will not be "
+                    f"charged for them ({money(int(row.cents))}). The rest of the order ships as "
+                    "usual; you are welcome to order these items again.\n\nOrderflow"
+                ),
+            )
+        )
+    outgoing = pd.DataFrame(messages, columns=list(Message._fields))
+    deliveries, seconds = send_messages(context, notifier, outgoing)
+    frame = pd.DataFrame(
+        {
+            "o_orderkey": lines["o_orderkey"],
+            "o_orderdate": lines["day"],
+            "recipient": outgoing["to"],
+            "lines": [len(n) for n in lines["numbers"]],
+            "backordered_cents": lines["cents"],
+            "message_key": deliveries["key"],
+            "message_id": deliveries["message_id"],
+            "status": deliveries["status"],
+            "detail": deliveries["detail"],
+        }
+    )
+    with warehouse.transaction() as con:
+        replace_window_keeping_processed_at(
+            con, "backorder_notices", BACKORDER_NOTICES, "o_orderdate", start, end, frame
+        )
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": len(frame),
+                "rejected": int((frame["status"] == "rejected").sum()) if len(frame) else 0,
+                "notifier_call_s": round(seconds, 3),
+                "preview": markdown_preview(
+                    con,
+                    "select * from fulfillment.backorder_notices where o_orderdate >= ? "
+                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
+                    params,
+                ),
+            }
+        )
+        wrong = orders_without_one_message(con, "backorder_notices", BACKORDERED_ORDERS_SQL, params)
+    yield dg.AssetCheckResult(
+        check_name="one_notice_per_backordered_order",
+        passed=not wrong,
+        metadata={"order_keys": wrong},
+    )
