@@ -29,6 +29,7 @@ from foundation.jobs import (
     order_to_cash_job,
     staging_job,
 )
+from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.automation import with_automation
 from orchestration_defs.schedules import order_to_cash_schedule
 from resources.accounting import SqlAccounting
@@ -39,7 +40,6 @@ from resources.notifier import MaildirNotifier, NotifierResource
 from resources.notifier_smtp import SmtpNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
-from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
 from sensors.analytics import analytics_automation_sensor

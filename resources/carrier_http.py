@@ -12,16 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from resources.carrier import (
-    SYSTEM,
-    CarrierResource,
-    Shipment,
-    ShipmentRequest,
-    request_to_json,
-    shipment_from_json,
-)
+from foundation.batches import chunks
+from resources.carrier import CarrierResource
 from resources.faults import SystemRefused, SystemUnavailable
-from resources.sql import chunks
+from simulator.carrier import SYSTEM, Shipment, ShipmentRequest, request_to_json, shipment_from_json
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:

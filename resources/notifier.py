@@ -20,7 +20,8 @@ import dagster as dg
 
 from foundation import layout, settings
 from resources import maildir
-from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
+from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
+from simulator.outages import inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:

@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from email.utils import parseaddr
 from typing import TYPE_CHECKING
 
-from resources.faults import FaultInjection, SystemRefused, SystemUnavailable, inject
+from foundation.batches import chunks
+from foundation.sqldb.connections import read_connection, write_transaction
+from foundation.sqldb.schema import engine_with_schema
+from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (
     REJECTED,
     SENT,
@@ -27,14 +30,7 @@ from resources.notifier import (
     message_id,
     render,
 )
-from resources.sql import (
-    chunks,
-    create_schema,
-    engine_for,
-    fault_state_file,
-    read_connection,
-    write_transaction,
-)
+from simulator.outages import fault_state_file, inject
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
@@ -74,8 +70,7 @@ class SmtpNotifier(NotifierResource):
 
     def sent_before(self, message: Message) -> bool:
         """Whether a message with this key was already sent (or refused for good)."""
-        engine = engine_for(self.sent_log_url)
-        create_schema(engine, SCHEMA, SYSTEM)
+        engine = engine_with_schema(self.sent_log_url, SCHEMA, SYSTEM)
         return message.key in _sent_before(engine, [message.key])
 
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
@@ -91,8 +86,7 @@ class SmtpNotifier(NotifierResource):
         return self._send([message], set())[0]
 
     def _send(self, messages: Sequence[Message], refused: set[str]) -> list[Delivery]:
-        engine = engine_for(self.sent_log_url)
-        create_schema(engine, SCHEMA, SYSTEM)
+        engine = engine_with_schema(self.sent_log_url, SCHEMA, SYSTEM)
         known = _sent_before(engine, [m.key for m in messages if m.key not in refused])
         sender_address = parseaddr(self.sender)[1]
         deliveries: list[Delivery] = []

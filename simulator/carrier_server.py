@@ -33,8 +33,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from resources.carrier import CarrierBook, ShipmentLine, ShipmentRequest, shipment_to_json
-from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
+from foundation.failures import SystemRefused, SystemUnavailable
+from simulator.carrier import CarrierBook, ShipmentLine, ShipmentRequest, shipment_to_json
+from simulator.outages import Faults
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ def serve(
     host: str,
     port: int,
     url: str,
-    faults: FaultInjection | None = None,
+    faults: Faults | None = None,
     token: str | None = None,
     systems_dir: Path | None = None,
     limits: Limits | None = None,
@@ -372,7 +373,7 @@ def run(
     host: str,
     port: int,
     url: str,
-    faults: FaultInjection,
+    faults: Faults,
     token: str | None = None,
     on_ready: Callable[[str], None] | None = None,
     systems_dir: Path | None = None,

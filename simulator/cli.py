@@ -8,7 +8,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from simulator.history import generate_store
 from simulator.live import run_live, stop_on_signals
 from simulator.outages import (
     SYSTEMS,
+    Faults,
     Outage,
     OutageStateError,
     outage_path,
@@ -89,13 +89,9 @@ PIPELINE_DATA_DIR_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of orderflow-sim."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=PIPELINE_DATA_DIR_HELP,
-    )
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", type=Path, default=None, help=PIPELINE_DATA_DIR_HELP)
+    common = argparse.ArgumentParser(add_help=False, parents=[data_dir])
     common.add_argument("--corrupt-rate", type=float, default=0.0, metavar="R")
     common.add_argument("--duplicate-rate", type=float, default=0.0, metavar="R")
     common.add_argument("--seed", type=int, default=0, help="seed of the random streams")
@@ -124,17 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     live = commands.add_parser(
         "live",
+        parents=[data_dir],
         help="keep landing a new batch of orders for today (UTC) every few seconds",
         description=(
             "Land the next free batch-NNN.jsonl.gz of today (UTC) every S seconds, with new "
             "orders whose keys follow the day's earlier batches; Ctrl-C or SIGTERM stops it."
         ),
-    )
-    live.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help=PIPELINE_DATA_DIR_HELP,
     )
     live.add_argument(
         "--interval",
@@ -168,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     carrier = commands.add_parser(
         "carrier",
+        parents=[data_dir],
         help="serve the carrier's HTTP API (bearer token from $ORDERFLOW_CARRIER_TOKEN if set)",
         description=(
             "Serve the carrier's HTTP API. Its outage state is switched with "
@@ -176,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     carrier.add_argument("--port", type=_port, required=True, metavar="N")
     carrier.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    carrier.add_argument("--data-dir", type=Path, default=None, help=PIPELINE_DATA_DIR_HELP)
     carrier.add_argument(
         "--max-connections",
         type=_positive,
@@ -237,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     outage = commands.add_parser(
         "outage",
+        parents=[data_dir],
         help="switch an outside system's faults on or off, or show them",
         description=(
             "Set or show the faults of an outside system: a state of the system, read by the "
@@ -282,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     outage.add_argument("--clear", action="store_true", help="turn all the system's faults off")
     outage.add_argument("--show", action="store_true", help="print the state (the default)")
-    outage.add_argument("--data-dir", type=Path, default=None, help=PIPELINE_DATA_DIR_HELP)
     return parser
 
 
@@ -300,7 +291,7 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.error_rate is not None:
         changes["error_rate"] = args.error_rate
     if args.reject is not None:
-        changes["reject_keys"] = tuple(dict.fromkeys(args.reject))
+        changes["reject_keys"] = list(dict.fromkeys(args.reject))
     change = bool(changes) or args.clear
     if change and args.system is None:
         parser.error(
@@ -313,7 +304,7 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             path = outage_path(systems_dir, system)
             if change:
                 before = Outage() if args.clear else read_outage(path)
-                write_outage(path, replace(before, **changes))
+                write_outage(path, before.model_copy(update=changes))
             print(f"{system}: {read_outage(path).describe()}", flush=True)
     except OutageStateError as exc:
         _stderr(f"orderflow-sim: error: {exc}")
@@ -322,12 +313,11 @@ def _outage(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _serve_carrier(args: argparse.Namespace) -> int:
-    # Imported here: the other commands need neither Dagster nor SQLAlchemy, and start faster.
-    from resources.faults import FaultInjection
-    from resources.sql import sqlite_url
+    # Imported here: the other commands need no SQLAlchemy, and start faster.
+    from foundation.sqldb.connections import sqlite_url
     from simulator.carrier_server import Limits, run
 
-    faults = FaultInjection(
+    faults = Faults(
         down=args.down,
         outage_calls=args.outage_calls,
         slow_seconds=args.slow,

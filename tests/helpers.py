@@ -12,6 +12,7 @@ from assets.staging.orders import staging_orders
 from foundation.jobs import order_to_cash_job
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
 from foundation.settings import PROJECT_ROOT
+from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from resources.accounting import SqlAccounting
 from resources.carrier import LocalCarrier
@@ -20,7 +21,6 @@ from resources.inventory import SqlInventory
 from resources.notifier import MaildirNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
-from resources.sql import sqlite_url
 from resources.warehouse import WarehouseResource
 
 SCALE = 0.01

@@ -22,10 +22,10 @@ from assets.fulfillment.common import (
 )
 from assets.fulfillment.tables import ALLOCATIONS, INVENTORY_STOCK
 from assets.metadata import markdown_preview
+from foundation.batches import chunks
 from foundation.money import line_cents_sql
 from foundation.registry import ALLOCATIONS_KEY, INVENTORY_STOCK_KEY, LINEITEM_KEY, PARTSUPP_KEY
 from resources.inventory import InventoryResource, StockItem
-from resources.sql import chunks
 from resources.warehouse import WarehouseResource
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).

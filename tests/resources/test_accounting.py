@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from foundation.sqldb.connections import sqlite_url
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
-from resources.sql import sqlite_url
 
 
 def db_path(tmp_path: Path) -> Path:

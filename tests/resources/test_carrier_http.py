@@ -16,10 +16,11 @@ import pytest
 import requests
 
 from deploy.dagster_dev import free_port
-from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest, request_to_json
+from foundation.sqldb.connections import sqlite_url
+from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.carrier_http import HttpCarrier
 from resources.faults import SystemRefused, SystemUnavailable
-from resources.sql import sqlite_url
+from simulator.carrier import request_to_json
 from simulator.cli import main
 
 SIM = Path(sys.executable).with_name("orderflow-sim")

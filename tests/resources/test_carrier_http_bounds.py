@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from resources.carrier import ShipmentLine, ShipmentRequest, request_to_json
+from foundation.sqldb.connections import sqlite_url
+from resources.carrier import ShipmentLine, ShipmentRequest
 from resources.carrier_http import HttpCarrier
 from resources.faults import SystemRefused
-from resources.sql import sqlite_url
+from simulator.carrier import request_to_json
 from simulator.carrier_server import Limits, serve
 
 

@@ -10,16 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from resources.carrier import (
-    REFUSED,
-    SHIPPED,
-    TRANSIT_DAYS,
-    LocalCarrier,
-    ShipmentLine,
-    ShipmentRequest,
-)
+from foundation.sqldb.connections import sqlite_url
+from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.faults import FaultInjection, SystemUnavailable
-from resources.sql import sqlite_url
+from simulator.carrier import REFUSED, SHIPPED, TRANSIT_DAYS
 
 MODES = sorted(TRANSIT_DAYS)
 

@@ -15,17 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from foundation.sqldb.connections import sqlite_url
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
-from resources.inventory import (
-    BACKORDERED,
-    RELEASED,
-    RESERVED,
-    Reservation,
-    ReservationRequest,
-    SqlInventory,
-    StockItem,
-)
-from resources.sql import sqlite_url
+from resources.inventory import Reservation, ReservationRequest, SqlInventory, StockItem
+from simulator.inventory import BACKORDERED, RELEASED, RESERVED
 
 PART, SUPP = 101, 7
 # ps_availqty 120 with the default divisor 12: a base level of 10 units.
@@ -622,7 +615,7 @@ def test_key_helpers_agree_on_packed_and_wide_keys():
     """Keys that fit in one int64 and keys too wide for it give the same answers."""
     import pandas as pd
 
-    from resources.inventory import _duplicated, _positions
+    from simulator.inventory import _duplicated, _positions
 
     for scale in (1, 1 << 50):
         high = pd.Series([3, 1, 3, 2, 1]) * scale

@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from deploy.dagster_dev import free_port
+from foundation.sqldb.connections import sqlite_url
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (
@@ -32,7 +33,6 @@ from resources.notifier import (
     message_id,
 )
 from resources.notifier_smtp import SmtpNotifier
-from resources.sql import sqlite_url
 
 DAY = "2026-11-24"
 BATCH = [

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from resources import faults as faults_module
+from foundation.sqldb.connections import sqlite_url
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting, entries_to_frame
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.inventory import ReservationRequest, SqlInventory, StockItem
 from resources.notifier import REJECTED, SENT, MaildirNotifier, Message
 from resources.notifier_smtp import SmtpNotifier
-from resources.sql import sqlite_url
+from simulator import outages as faults_module
 from simulator.cli import main
 
 DAY = "2021-03-10"

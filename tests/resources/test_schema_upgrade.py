@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from foundation.sqldb.connections import sqlite_url
+from foundation.sqldb.schema import VERSIONS_TABLE
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
-from resources.inventory import BACKORDERED, RELEASED, RESERVED, ReservationRequest, SqlInventory
-from resources.sql import VERSIONS_TABLE, sqlite_url
+from resources.inventory import ReservationRequest, SqlInventory
+from simulator.inventory import BACKORDERED, RELEASED, RESERVED
 from tests.postgres import new_database
 
 DAY = "2021-02-03"

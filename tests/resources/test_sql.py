@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from resources.sql import ROWS_PER_STATEMENT, add_to_totals, insert_many, sqlite_url, summed
+from foundation.sqldb.bulk import ROWS_PER_STATEMENT, add_to_totals, insert_many, summed
+from foundation.sqldb.connections import sqlite_url
 from tests.postgres import new_database
 
 TABLES = (

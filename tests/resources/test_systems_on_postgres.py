@@ -11,15 +11,10 @@ from __future__ import annotations
 import pytest
 
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
-from resources.carrier import REFUSED, SHIPPED, LocalCarrier, ShipmentLine, ShipmentRequest
-from resources.inventory import (
-    BACKORDERED,
-    RELEASED,
-    RESERVED,
-    ReservationRequest,
-    SqlInventory,
-    StockItem,
-)
+from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
+from resources.inventory import ReservationRequest, SqlInventory, StockItem
+from simulator.carrier import REFUSED, SHIPPED
+from simulator.inventory import BACKORDERED, RELEASED, RESERVED
 from tests.postgres import new_database
 
 

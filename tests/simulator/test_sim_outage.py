@@ -9,6 +9,7 @@ import pytest
 
 from foundation import settings
 from simulator.cli import main
+from simulator.outages import Outage, OutageStateError, read_outage
 
 
 def orderflow_sim(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -118,3 +119,14 @@ def test_a_damaged_state_file_is_named_with_the_fix(tmp_path, capsys):
     assert str(path) in err and "--clear" in err
     assert main(["outage", "inventory", "--clear", "--data-dir", str(tmp_path)]) == 0
     assert not path.exists()
+
+
+def test_a_single_refused_key_must_be_a_list_not_split_into_characters(tmp_path):
+    path = tmp_path / "carrier.json"
+    path.write_text('{"reject_keys": "42"}')
+    with pytest.raises(OutageStateError, match="reject_keys"):
+        read_outage(path)
+    with pytest.raises(ValueError, match="reject_keys"):
+        Outage(reject_keys="42")
+    path.write_text('{"reject_keys": ["42"]}')
+    assert read_outage(path).describe() == "up; refuses 42"

@@ -1,0 +1,631 @@
+"""The inventory's stockroom: stock per (part, supplier) and the reservations made against it.
+
+Local default: a SQLite database in the data dir; production: the same SQL on a PostgreSQL URL.
+
+Stock rules (documented in the README):
+- **Seeding**: a (part, supplier) starts with a base level of `ps_availqty // stock_divisor` units
+  (`stock_divisor` = 12 by default puts a few percent of lines on back-order).
+- **Restock**: at the start of every month the supplier tops the stock back up to its base level.
+  The top-up is applied when the month's first reservation for that (part, supplier) is decided;
+  `supplier_restocks` records each supplier's monthly delivery (pairs topped up, units).
+- **Reservation**: first come, first served in the order requested; a line is reserved when the
+  available stock covers its whole quantity, else back-ordered (no partial reservations).
+- **Release**: a released reservation (a refused shipment) returns its quantity to the stock.
+Every reservation is keyed by (order key, line number): asking again returns the first decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from foundation.failures import SystemRefused
+from foundation.sqldb.bulk import (
+    add_to_totals,
+    execute_many,
+    fetch_all,
+    insert_many,
+    load_temp_table,
+)
+from foundation.sqldb.connections import (
+    StoredElsewhere,
+    check_inserted,
+    read_connection,
+    write_known_by_day,
+    write_transaction,
+)
+from foundation.sqldb.schema import Upgrade, engine_with_schema
+from simulator.outages import Faults, fault_state_file, inject
+
+# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
+
+SYSTEM = "inventory"
+RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
+REQUEST_COLUMNS = ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity")
+
+# Tables are clustered on their keys; reservations by day (what the bulk lookups read).
+# `reservation_orders` pins each order to one day, the day all its lines are kept under, so the
+# (order key, line number) idempotency key is unique over all days without an index of 6 M
+# random entries: one row per order instead.
+SCHEMA = (
+    """create table if not exists stock (
+        partkey bigint not null, suppkey bigint not null,
+        base_level integer not null, available integer not null,
+        restocked_month integer not null, primary key (partkey, suppkey)){without_rowid}""",
+    """create table if not exists reservation_orders (
+        order_key bigint not null, order_day varchar(10) not null,
+        primary key (order_key)){without_rowid}""",
+    """create table if not exists reservations (
+        order_key bigint not null, line_number integer not null, order_day varchar(10) not null,
+        partkey bigint not null, suppkey bigint not null, quantity integer not null,
+        status varchar(12) not null,
+        primary key (order_day, order_key, line_number)){without_rowid}""",
+    # A supplier's monthly delivery: how many of its (part, supplier) pairs it topped up, and
+    # the units. Each pair's top-up is applied once (stock.restocked_month), so these add up.
+    """create table if not exists supplier_restocks (
+        suppkey bigint not null, month integer not null, pairs integer not null,
+        quantity bigint not null, primary key (suppkey, month)){without_rowid}""",
+    # Lines and units per order day and status, kept with every reservation and release in the
+    # same transaction: what the allocations' check reads, a few rows per day instead of
+    # millions (the reconciliation recounts the reservations themselves).
+    """create table if not exists reservation_day_totals (
+        order_day varchar(10) not null, status varchar(12) not null, lines bigint not null,
+        quantity bigint not null, primary key (order_day, status)){without_rowid}""",
+)
+SCHEMA_VERSION = 3
+UPGRADES = (
+    # Version 1 kept row tables with key indexes, and a restock row per (part, supplier, month).
+    Upgrade(
+        version=2,
+        tables=("stock", "reservations", "restocks"),
+        indexes=("reservations_by_day",),
+        copy=(
+            "insert into stock select partkey, suppkey, base_level, available, restocked_month"
+            " from stock_old",
+            # An order's lines go under its first day (version 1 did not pin orders to a day).
+            "insert into reservation_orders select order_key, min(order_day)"
+            " from reservations_old group by order_key",
+            "insert into reservations select r.order_key, r.line_number, o.order_day, r.partkey,"
+            " r.suppkey, r.quantity, r.status from reservations_old r"
+            " join reservation_orders o on o.order_key = r.order_key",
+            "insert into supplier_restocks select suppkey, month, count(*), sum(quantity)"
+            " from restocks_old group by suppkey, month",
+        ),
+    ),
+    # Version 2 kept no day totals: they are counted from the reservations once.
+    Upgrade(
+        version=3,
+        tables=(),
+        indexes=(),
+        copy=(
+            "insert into reservation_day_totals select order_day, status, count(*), sum(quantity)"
+            " from reservations group by order_day, status",
+        ),
+    ),
+)
+DAY_TOTALS = ("reservation_day_totals", ("order_day", "status"), ("lines", "quantity"))
+
+
+@dataclass(frozen=True)
+class StockItem:
+    """A (part, supplier) the store sells and the supplier's available quantity (ps_availqty)."""
+
+    partkey: int
+    suppkey: int
+    availqty: int
+
+
+class Stockroom:
+    """The inventory's side: keeps stock and decides reservations in SQL (SQLite file by default)."""
+
+    def __init__(self, url: str, faults: Faults | None = None, stock_divisor: int = 12):
+        self.url = url
+        self.faults = faults or Faults()
+        self.stock_divisor = stock_divisor
+
+    def _engine(self) -> sa.Engine:
+        return engine_with_schema(self.url, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
+
+    def _inject(self) -> Faults:
+        return inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM))
+
+    def seed_stock(self, items: Sequence[StockItem]) -> int:
+        """Create stock for (part, supplier) pairs not yet known; return how many were new."""
+        self._inject()
+        engine = self._engine()
+        levels = [(i.partkey, i.suppkey, max(1, i.availqty // self.stock_divisor)) for i in items]
+        with write_transaction(engine, SYSTEM, "stock") as conn:
+            return insert_many(
+                conn,
+                "stock",
+                ("partkey", "suppkey", "base_level", "available", "restocked_month"),
+                ((part, supp, level, level, 0) for part, supp, level in levels),
+                "on conflict do nothing",
+            )
+
+    def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
+        """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
+        import numpy as np
+
+        refused = set(self._inject().reject_keys)
+        frame = _request_frame(lines)
+        if refused:
+            for order, number in zip(
+                frame["order_key"].tolist(), frame["line_number"].tolist(), strict=True
+            ):
+                if f"{order}:{number}" in refused:
+                    raise SystemRefused(
+                        f"inventory refused reservation {order}:{number} "
+                        "(injected permanent rejection)"
+                    )
+        if not len(frame):
+            return np.array([], dtype=object)
+        return write_known_by_day(
+            self._engine(), SYSTEM, "stock", lambda conn, exact: _reserve(conn, frame, exact)
+        )
+
+    def release(self, keys: Sequence[tuple[int, int]]) -> int:
+        """Release reserved lines (order key, line number) back to stock; return how many changed."""
+        self._inject()
+        engine = self._engine()
+        with write_transaction(engine, SYSTEM, "stock") as conn:
+            _load_keys(conn, [(order, line, 0, 0) for order, line in sorted(set(keys))])
+            rows = fetch_all(
+                conn,
+                "select r.order_day, r.order_key, r.line_number, r.partkey, r.suppkey,"
+                " r.quantity from request_keys k"
+                " join reservation_orders o on o.order_key = k.order_key"
+                " join reservations r on r.order_day = o.order_day"
+                " and r.order_key = k.order_key and r.line_number = k.line_number"
+                " where r.status = ?",
+                (RESERVED,),
+            )
+            if rows:
+                execute_many(
+                    conn,
+                    "update reservations set status = ? "
+                    "where order_day = ? and order_key = ? and line_number = ?",
+                    [(RELEASED, row[0], row[1], row[2]) for row in rows],
+                )
+                execute_many(
+                    conn,
+                    "update stock set available = available + ? where partkey = ? and suppkey = ?",
+                    [(row[5], row[3], row[4]) for row in rows],
+                )
+                # Each day's released lines move from its reserved total to its released one.
+                moved: dict[str, list[int]] = {}
+                for row in rows:
+                    day = moved.setdefault(row[0], [0, 0])
+                    day[0] += 1
+                    day[1] += row[5]
+                add_to_totals(
+                    conn,
+                    *DAY_TOTALS,
+                    [
+                        (day, status, sign * lines, sign * quantity)
+                        for day, (lines, quantity) in moved.items()
+                        for status, sign in ((RESERVED, -1), (RELEASED, 1))
+                    ],
+                )
+            conn.exec_driver_sql("drop table request_keys")
+            return len(rows)
+
+    def reservations_by_day(self, start: str, end: str) -> dict[str, dict[str, tuple[int, int]]]:
+        """Per order day in [start, end) and status: (lines, quantity), from the totals kept."""
+        return self._by_day(
+            "select order_day, status, lines, quantity from reservation_day_totals "
+            "where order_day >= ? and order_day < ? and lines > 0",
+            start,
+            end,
+        )
+
+    def recount_reservations_by_day(
+        self, start: str, end: str
+    ) -> dict[str, dict[str, tuple[int, int]]]:
+        """`reservations_by_day` counted afresh from the reservations: an audit, for reconciliation."""
+        # Reads every reservation of the window: a row changed behind the inventory's back shows.
+        return self._by_day(
+            "select order_day, status, count(*), sum(quantity) from reservations "
+            "where order_day >= ? and order_day < ? group by order_day, status",
+            start,
+            end,
+        )
+
+    def _by_day(self, sql: str, start: str, end: str) -> dict[str, dict[str, tuple[int, int]]]:
+        self._inject()
+        with read_connection(self._engine(), SYSTEM) as conn:
+            rows = fetch_all(conn, sql, (start, end))
+        summary: dict[str, dict[str, tuple[int, int]]] = {}
+        for day, status, lines, quantity in rows:
+            summary.setdefault(day, {})[status] = (lines, int(quantity))
+        return summary
+
+    def overcommitted(self, limit: int = 20) -> list[tuple[int, int, int]]:
+        """(part, supplier, available) where more is reserved than there is stock: should be none."""
+        with read_connection(self._engine(), SYSTEM) as conn:
+            return fetch_all(
+                conn,
+                "select partkey, suppkey, available from stock where available < 0 "
+                "order by partkey, suppkey limit ?",
+                (limit,),
+            )
+
+    def stock_levels(self) -> list[tuple[int, int, int, int]]:
+        """(part, supplier, base level, available) for every stocked pair."""
+        with read_connection(self._engine(), SYSTEM) as conn:
+            return fetch_all(
+                conn,
+                "select partkey, suppkey, base_level, available from stock "
+                "order by partkey, suppkey",
+            )
+
+
+def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:
+    frame = lines.loc[:, list(REQUEST_COLUMNS)].reset_index(drop=True)
+    for column in ("order_key", "line_number", "partkey", "suppkey", "quantity"):
+        frame[column] = frame[column].astype("int64")
+    frame["order_day"] = frame["order_day"].astype(str)
+    return frame
+
+
+def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarray:
+    """Decisions for every row: known keys keep theirs, new keys are decided and stored."""
+    import numpy as np
+    import pandas as pd
+
+    size = len(frame)
+    keys = ["order_key", "line_number"]
+    first = ~_duplicated(frame["order_key"], frame["line_number"])
+    decisions = np.empty(size, dtype=object)
+    known = _known(conn, frame, exact)
+    is_known = np.zeros(size, dtype=bool)
+    if len(known):
+        status = frame[keys].merge(known, how="left", on=keys)["status"].to_numpy(dtype=object)
+        is_known = pd.notna(status)
+        # A released line was reserved when decided: the decision is what is returned.
+        decisions[is_known] = np.where(status[is_known] == RELEASED, RESERVED, status[is_known])
+    new = first & ~is_known
+    if new.any():
+        lines = _register_orders(conn, frame[new].reset_index(drop=True), known, exact)
+        decisions[new] = _decide(conn, lines, exact)
+    repeats = ~first & ~is_known
+    if repeats.any():
+        # The same key again in one batch gets the decision of its first occurrence.
+        index = pd.MultiIndex.from_frame(frame[keys])
+        firsts = pd.Series(decisions[first], index=index[first])
+        decisions[repeats] = firsts.reindex(index[repeats]).to_numpy(dtype=object)
+    return decisions
+
+
+def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFrame:
+    """Decisions already stored for the frame's keys (exact), or for its order days (fast)."""
+    import pandas as pd
+
+    if exact:
+        _load_keys(
+            conn,
+            [(o, n, 0, 0) for o, n in zip(frame["order_key"], frame["line_number"], strict=True)],
+        )
+        rows = fetch_all(
+            conn,
+            "select r.order_key, r.line_number, r.order_day, r.status from request_keys k "
+            "join reservation_orders o on o.order_key = k.order_key "
+            "join reservations r on r.order_day = o.order_day and r.order_key = k.order_key "
+            "and r.line_number = k.line_number",
+        )
+        conn.exec_driver_sql("drop table request_keys")
+    else:
+        # Orders are kept under their order day, so the days' rows hold every repeat; an order
+        # kept under another day is caught when it is registered, and the batch redone exactly.
+        rows = fetch_all(
+            conn,
+            "select order_key, line_number, order_day, status from reservations "
+            "where order_day >= ? and order_day <= ?",
+            (frame["order_day"].min(), frame["order_day"].max()),
+        )
+    return pd.DataFrame.from_records(
+        rows, columns=["order_key", "line_number", "order_day", "status"]
+    )
+
+
+def _register_orders(
+    conn: sa.Connection, lines: pd.DataFrame, known: pd.DataFrame, exact: bool
+) -> pd.DataFrame:
+    """Pin the orders of lines never asked before to their day; return the lines with that day.
+
+    An order asked before keeps the day it was first asked under (its lines stay together);
+    a new order is registered under the day of its first line in the batch.
+    """
+    import pandas as pd
+
+    orders = lines.drop_duplicates("order_key")[["order_key", "order_day"]]
+    if exact:
+        load_temp_table(
+            conn, "request_orders", "order_key bigint", zip(orders["order_key"].tolist())
+        )
+        pinned = fetch_all(
+            conn,
+            "select o.order_key, o.order_day from request_orders r "
+            "join reservation_orders o on o.order_key = r.order_key",
+        )
+        conn.exec_driver_sql("drop table request_orders")
+        day_of = dict(pinned)
+        fresh = orders[~orders["order_key"].isin(list(day_of))]
+        day_of.update(zip(fresh["order_key"].tolist(), fresh["order_day"].tolist(), strict=True))
+        lines = lines.assign(order_day=lines["order_key"].map(day_of))
+    else:
+        pinned = known.drop_duplicates("order_key").set_index("order_key")["order_day"]
+        asked = orders.set_index("order_key")["order_day"]
+        seen = asked.index.isin(pinned.index)
+        days = pd.Series(pd.factorize(lines["order_day"])[0])
+        mixed = len(orders) != int((~_duplicated(lines["order_key"], days)).sum())
+        if mixed or (asked[seen] != pinned.reindex(asked.index[seen])).any():
+            raise StoredElsewhere  # an order's lines under two days: settled exactly
+        fresh = orders[~seen]
+    # New orders sorted by key: a backfill's registrations are appended, not scattered.
+    fresh = fresh.sort_values("order_key")
+    inserted = insert_many(
+        conn,
+        "reservation_orders",
+        ("order_key", "order_day"),
+        zip(fresh["order_key"].tolist(), fresh["order_day"].tolist(), strict=True),
+        "on conflict do nothing",
+    )
+    check_inserted(SYSTEM, "orders", inserted, len(fresh), exact)
+    return lines
+
+
+def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
+    """Decide lines never asked before, first come first served, and store the outcome.
+
+    Lines are grouped by (part, supplier) in request order (pairs do not share stock), and each
+    pair's lines split into stretches that start where a later month tops the stock up. A pair
+    whose every stretch fits its starting level reserves everything; that is nearly every pair, and
+    is computed on whole arrays. The rest (a stretch that overflows, or stock above its base level
+    after a release) are decided line by line.
+    """
+    import numpy as np
+    import pandas as pd
+
+    stock, located = _stock_for(conn, new, exact)
+    columns = ("base_level", "available", "restocked_month")
+    levels = tuple(stock[column].to_numpy(dtype=np.int64) for column in columns)
+    codes, days = pd.factorize(new["order_day"])
+    month_of_day = np.array([int(day[:4]) * 100 + int(day[5:7]) for day in days], dtype=np.int64)
+    order = np.argsort(located, kind="stable")  # by pair, then request order
+    pair, month = located[order], month_of_day[codes][order]
+    quantity = new["quantity"].to_numpy(dtype=np.int64)[order]
+    status = np.full(len(new), RESERVED, dtype=object)
+    updated, restocked, hard_rows = _decide_fitting_pairs(pair, month, quantity, levels)
+    if len(hard_rows):
+        more = _decide_one_by_one(hard_rows, pair, month, quantity, levels, status)
+        updated = [np.concatenate(both) for both in zip(updated, more[0], strict=True)]
+        restocked = [np.concatenate(both) for both in zip(restocked, more[1], strict=True)]
+    in_request_order = np.empty(len(new), dtype=object)
+    in_request_order[order] = status
+    _store_reservations(conn, new, in_request_order, codes, days, exact)
+    _store_stock(conn, stock, updated, restocked)
+    return in_request_order
+
+
+def _stock_for(
+    conn: sa.Connection, lines: pd.DataFrame, exact: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The stock rows of the lines' pairs and each line's row among them; a pair not stocked fails."""
+    import pandas as pd
+
+    pairs = lines[["partkey", "suppkey"]]
+    asked = pairs[~_duplicated(pairs["partkey"], pairs["suppkey"])]
+    select = (
+        "select s.partkey, s.suppkey, s.base_level, s.available, s.restocked_month from stock s"
+    )
+    if len(asked) > 20_000:  # most pairs asked for: reading all rows beats loading the keys
+        rows = fetch_all(conn, select)
+    else:
+        _load_keys(
+            conn,
+            [(0, 0, p, s) for p, s in zip(asked["partkey"], asked["suppkey"], strict=True)],
+        )
+        rows = fetch_all(
+            conn,
+            select + " join request_keys k on k.partkey = s.partkey and k.suppkey = s.suppkey",
+        )
+        conn.exec_driver_sql("drop table request_keys")
+    stock = pd.DataFrame.from_records(
+        rows, columns=["partkey", "suppkey", "base_level", "available", "restocked_month"]
+    )
+    located = _positions(stock["partkey"], stock["suppkey"], pairs["partkey"], pairs["suppkey"])
+    if (located < 0).any():
+        if not exact:
+            raise StoredElsewhere  # the line may have been decided before, under another day
+        missing = lines[located < 0].iloc[0]
+        raise SystemRefused(
+            f"inventory has no stock record for part {missing.partkey} supplier "
+            f"{missing.suppkey}: materialise fulfillment/inventory_stock first"
+        )
+    return stock, located
+
+
+def _decide_fitting_pairs(pair, month, quantity, levels):
+    """Pairs whose every stretch fits reserve all lines (whole arrays): stock, top-ups; others' rows."""
+    import numpy as np
+
+    base_of, available_of, restocked_of = levels
+    group_start = np.r_[True, pair[1:] != pair[:-1]]
+    group = np.cumsum(group_start) - 1
+    group_pair = pair[group_start]
+    # Latest month seen per pair so far (from its stored restock month): a later one tops up.
+    shift = pair * 1_000_000
+    running = np.maximum.accumulate(shift + np.maximum(month, restocked_of[pair])) - shift
+    before = np.empty_like(running)
+    before[1:] = running[:-1]
+    before[group_start] = restocked_of[group_pair]
+    top_up = month > before
+    stretch_start = group_start | top_up
+    first_rows = np.flatnonzero(stretch_start)
+    total = np.add.reduceat(quantity, first_rows)
+    stretch_pair = pair[first_rows]
+    opens_group = group_start[first_rows]
+    base = base_of[stretch_pair]
+    opening = available_of[stretch_pair]
+    level = np.where(
+        opens_group, np.where(top_up[first_rows], np.maximum(opening, base), opening), base
+    )
+    hard = (total > level) | (opens_group & (level > base))
+    stretch_group = group[first_rows]
+    hard_group = (
+        np.bincount(stretch_group, weights=hard.astype(np.float64), minlength=len(group_pair)) > 0
+    )
+    easy_stretch = ~hard_group[stretch_group]
+    # Restocks of easy pairs: what the month's first line finds missing from the base level.
+    left_before = np.where(opens_group, opening, np.r_[0, level[:-1] - total[:-1]])
+    restock = easy_stretch & top_up[first_rows] & (base > left_before)
+    restocked = [stretch_pair[restock], month[first_rows[restock]], (base - left_before)[restock]]
+    last_stretch = np.r_[opens_group[1:], True] & easy_stretch
+    stretch_end = np.r_[first_rows[1:], len(pair)]
+    updated = [
+        stretch_pair[last_stretch],
+        (level - total)[last_stretch],
+        running[stretch_end[last_stretch] - 1],
+    ]
+    return updated, restocked, np.flatnonzero(hard_group[group])
+
+
+def _decide_one_by_one(rows, pair, month, quantity, levels, status):
+    """The rule line by line for `rows`: back-orders marked in `status`; final stock and top-ups."""
+    import numpy as np
+
+    base_of, available_of, restocked_of = levels
+    pairs, lefts, months, restocks = [], [], [], []
+    current, level = -1, [0, 0, 0]
+    for row in rows.tolist():
+        p = int(pair[row])
+        if p != current:
+            if current >= 0:
+                pairs.append(current), lefts.append(level[1]), months.append(level[2])
+            current = p
+            level = [int(base_of[p]), int(available_of[p]), int(restocked_of[p])]
+        line_month = int(month[row])
+        if line_month > level[2]:
+            top_up = max(0, level[0] - level[1])
+            if top_up:
+                restocks.append((p, line_month, top_up))
+            level[1] += top_up
+            level[2] = line_month
+        if level[1] >= quantity[row]:
+            level[1] -= int(quantity[row])
+        else:
+            status[row] = BACKORDERED
+    pairs.append(current), lefts.append(level[1]), months.append(level[2])
+    updated = [np.array(values, dtype=np.int64) for values in (pairs, lefts, months)]
+    return updated, np.array(restocks, dtype=np.int64).reshape(-1, 3).T
+
+
+def _store_reservations(conn, new, decisions, codes, days, exact) -> None:
+    """Insert the new lines with their decisions and add them to their order days' totals."""
+    import numpy as np
+
+    values = (new[column].tolist() for column in REQUEST_COLUMNS)
+    inserted = insert_many(
+        conn,
+        "reservations",
+        (*REQUEST_COLUMNS, "status"),
+        zip(*values, decisions.tolist(), strict=True),
+        "on conflict do nothing",
+    )
+    check_inserted(SYSTEM, "reservations", inserted, len(new), exact)
+    # Lines and units per (day, decision), counted on the day codes: 6 M lines per backfill,
+    # where grouping by the text of the day would cost seconds (float sums of whole units are
+    # exact far beyond a day's).
+    group = codes.astype(np.int64) * 2 + (decisions != RESERVED)
+    lines_per = np.bincount(group, minlength=2 * len(days))
+    units_per = np.bincount(
+        group, weights=new["quantity"].to_numpy(np.float64), minlength=len(lines_per)
+    )
+    add_to_totals(
+        conn,
+        *DAY_TOTALS,
+        [
+            (days[g // 2], BACKORDERED if g % 2 else RESERVED, int(lines_per[g]), int(units_per[g]))
+            for g in np.flatnonzero(lines_per).tolist()
+        ],
+    )
+
+
+def _store_stock(conn, stock, updated, restocked) -> None:
+    """Write the pairs' final stock and add their top-ups to their suppliers' monthly deliveries."""
+    import numpy as np
+    import pandas as pd
+
+    partkeys = stock["partkey"].to_numpy(dtype=np.int64)
+    suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
+    pairs, left, month = updated
+    execute_many(
+        conn,
+        "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",
+        zip(*(a.tolist() for a in (left, month, partkeys[pairs], suppkeys[pairs])), strict=True),
+    )
+    topped_up, months, units = restocked
+    # A supplier's deliveries: the pairs' top-ups summed per (supplier, month).
+    restocks = (
+        pd.DataFrame({"suppkey": suppkeys[topped_up], "month": months, "quantity": units})
+        .groupby(["suppkey", "month"], sort=True)["quantity"]
+        .agg(["size", "sum"])
+        .reset_index()
+    )
+    execute_many(
+        conn,
+        "insert into supplier_restocks (suppkey, month, pairs, quantity) values (?, ?, ?, ?) "
+        "on conflict (suppkey, month) do update set "
+        "pairs = supplier_restocks.pairs + excluded.pairs, "
+        "quantity = supplier_restocks.quantity + excluded.quantity",
+        zip(*(restocks[c].tolist() for c in ("suppkey", "month", "size", "sum")), strict=True),
+    )
+
+
+def _packed(high: pd.Series, low: pd.Series) -> np.ndarray | None:
+    """Two non-negative integer keys as one int64, or None when they do not fit in 63 bits.
+
+    Hashing one column is several times faster than hashing two (6 M lines per backfill).
+    """
+    import numpy as np
+
+    a, b = high.to_numpy(dtype=np.int64), low.to_numpy(dtype=np.int64)
+    if not len(a) or min(a.min(), b.min()) < 0 or a.max() >= 1 << 40 or b.max() >= 1 << 23:
+        return None
+    return (a << 23) | b
+
+
+def _duplicated(high: pd.Series, low: pd.Series) -> np.ndarray:
+    """Whether each (high, low) pair appeared earlier in the columns."""
+    import pandas as pd
+
+    packed = _packed(high, low)
+    if packed is None:
+        return pd.DataFrame({"a": high, "b": low}).duplicated().to_numpy()
+    return pd.Series(packed).duplicated().to_numpy()
+
+
+def _positions(known_a: pd.Series, known_b: pd.Series, a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Row of each (a, b) among the unique (known_a, known_b) pairs, -1 where it is not there."""
+    import pandas as pd
+
+    packed, wanted = _packed(known_a, known_b), _packed(a, b)
+    if packed is not None and wanted is not None:
+        return pd.Index(packed).get_indexer(wanted)
+    index = pd.MultiIndex.from_arrays([known_a.to_numpy(), known_b.to_numpy()])
+    return index.get_indexer(pd.MultiIndex.from_arrays([a.to_numpy(), b.to_numpy()]))
+
+
+def _load_keys(conn: sa.Connection, keys: Sequence[tuple[int, int, int, int]]) -> None:
+    load_temp_table(
+        conn,
+        "request_keys",
+        "order_key bigint, line_number integer, partkey bigint, suppkey bigint",
+        keys,
+    )
