@@ -307,10 +307,9 @@ def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFram
     import pandas as pd
 
     if exact:
-        _load_keys(
-            conn,
-            [(o, n, 0, 0) for o, n in zip(frame["order_key"], frame["line_number"], strict=True)],
-        )
+        # Each key once: a key twice in the batch would otherwise be found twice.
+        keys = frame[["order_key", "line_number"]].drop_duplicates()
+        _load_keys(conn, [(o, n, 0, 0) for o, n in keys.itertuples(index=False)])
         rows = fetch_all(
             conn,
             "select r.order_key, r.line_number, r.order_day, r.status from request_keys k "

@@ -335,6 +335,14 @@ def test_an_order_asked_under_another_day_keeps_its_first_day_and_decisions(tmp_
     assert snapshot(tmp_path, stocked) == before
 
 
+def test_a_known_key_twice_in_a_batch_under_another_day_gets_its_first_decision(stocked):
+    """The exact lookup (an order asked under another day) sees each key once, however often."""
+    (first,) = stocked.reserve([line(1, 1, 4, "2021-01-05")])
+    again = stocked.reserve([line(1, 1, 4, "2021-01-09"), line(1, 1, 4, "2021-01-09")])
+    assert again == [first, first]
+    assert available(stocked) == 6
+
+
 def test_an_empty_batch_is_a_no_op(tmp_path, stocked):
     before = snapshot(tmp_path, stocked)
     assert stocked.reserve([]) == []
