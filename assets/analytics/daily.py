@@ -15,7 +15,7 @@ from assets.analytics.common import (
     unique_keys_sql,
 )
 from assets.fulfillment.common import window
-from assets.metadata import markdown_preview
+from assets.metadata import result_with_preview
 from foundation.registry import (
     ALLOCATIONS_KEY,
     COMPENSATIONS_KEY,
@@ -115,17 +115,13 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         count = replace_window_from_query(
             con, "daily_sales", DAILY_SALES, "day", start, end, SALES_SQL, params * 2
         )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "preview": markdown_preview(
-                    con,
-                    "select day, region, sum(orders) as orders, sum(revenue_cents) as revenue_cents"
-                    " from analytics.daily_sales where day >= ? and day < ? group by all"
-                    " order by day desc, region limit 10",
-                    params,
-                ),
-            }
+        yield result_with_preview(
+            con,
+            count,
+            "select day, region, sum(orders) as orders, sum(revenue_cents) as revenue_cents"
+            " from analytics.daily_sales where day >= ? and day < ? group by all"
+            " order by day desc, region limit 10",
+            params,
         )
         duplicates = offending(con, unique_keys_sql("daily_sales", DAILY_SALES_KEYS, where), params)
         nulls = offending(
@@ -176,16 +172,12 @@ def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         count = replace_window_from_query(
             con, "fulfillment_kpis", FULFILLMENT_KPIS, "day", start, end, KPIS_SQL, params * 3
         )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "preview": markdown_preview(
-                    con,
-                    "select * from analytics.fulfillment_kpis where day >= ? and day < ? "
-                    "order by day desc, ship_mode limit 7",
-                    params,
-                ),
-            }
+        yield result_with_preview(
+            con,
+            count,
+            "select * from analytics.fulfillment_kpis where day >= ? and day < ? "
+            "order by day desc, ship_mode limit 7",
+            params,
         )
         duplicates = offending(
             con, unique_keys_sql("fulfillment_kpis", FULFILLMENT_KPIS_KEYS, where), params

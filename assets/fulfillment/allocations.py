@@ -16,12 +16,12 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
-from assets.fulfillment.tables import ALLOCATIONS, INVENTORY_STOCK
-from assets.metadata import markdown_preview
+from assets.fulfillment.tables import INVENTORY_STOCK
+from assets.metadata import result_with_preview
 from foundation.batches import chunks
 from foundation.money import line_cents_sql
 from foundation.registry import ALLOCATIONS_KEY, INVENTORY_STOCK_KEY, LINEITEM_KEY, PARTSUPP_KEY
@@ -80,16 +80,12 @@ def inventory_stock(
         )
         con.unregister("stock_levels")
         context.log.info(f"Inventory knows {len(levels)} (part, supplier) pairs; {added} new")
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(levels),
-                "pairs_added": added,
-                "units_available": int(frame["available"].sum()) if len(frame) else 0,
-                "preview": markdown_preview(
-                    con,
-                    f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
-                ),
-            }
+        yield result_with_preview(
+            con,
+            len(levels),
+            f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
+            pairs_added=added,
+            units_available=int(frame["available"].sum()) if len(frame) else 0,
         )
     yield dg.AssetCheckResult(
         check_name="stock_never_overcommitted",
@@ -155,34 +151,21 @@ def allocations(
     context.log.info(f"Inventory decided {len(lines)} lines in {call_seconds:.1f} s")
 
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "allocations", ALLOCATIONS, "l_orderdate", start, end, lines
-        )
         params = [start, end]
-        counts = dict(
-            rows(
-                con,
-                "select status, count(*) from fulfillment.allocations "
-                "where l_orderdate >= ? and l_orderdate < ? group by status",
-                params,
-            )
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(lines),
-                "lines_reserved": counts.get("reserved", 0),
-                "lines_backordered": counts.get("backordered", 0),
-                "backorder_rate": round(counts.get("backordered", 0) / len(lines), 4)
-                if len(lines)
-                else 0.0,
-                "inventory_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.allocations where l_orderdate >= ? "
-                    "and l_orderdate < ? order by status, l_orderdate desc, l_orderkey limit 5",
-                    params,
-                ),
-            }
+        counts = lines["status"].value_counts()
+        backordered = int(counts.get("backordered", 0))
+        yield write_window(
+            con,
+            "allocations",
+            start,
+            end,
+            lines,
+            "status, l_orderdate desc, l_orderkey",
+            day_column="l_orderdate",
+            lines_reserved=int(counts.get("reserved", 0)),
+            lines_backordered=backordered,
+            backorder_rate=round(backordered / len(lines), 4) if len(lines) else 0.0,
+            inventory_call_s=round(call_seconds, 3),
         )
         unallocated = rows(
             con,

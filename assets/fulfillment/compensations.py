@@ -14,12 +14,11 @@ from assets.fulfillment.common import (
     customer_email,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
 from assets.fulfillment.tables import COMPENSATIONS
-from assets.metadata import markdown_preview
 from foundation.money import money
 from foundation.registry import COMPENSATIONS_KEY, CUSTOMER_KEY, INVOICES_KEY, SHIPMENTS_KEY
 from resources.inventory import InventoryResource
@@ -133,21 +132,15 @@ def compensations(
     frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS[:-1]])
     context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "lines_released_now": released,
-                "inventory_and_notifier_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.compensations where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
+        yield write_window(
+            con,
+            "compensations",
+            start,
+            end,
+            frame,
+            "o_orderdate desc, o_orderkey",
+            lines_released_now=released,
+            inventory_and_notifier_call_s=round(call_seconds, 3),
         )
         missing = rows(
             con,

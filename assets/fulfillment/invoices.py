@@ -14,7 +14,6 @@ from assets.fulfillment.common import (
     scalar,
     window,
 )
-from assets.fulfillment.tables import INVOICES
 from assets.metadata import markdown_preview
 from foundation.money import line_cents_sql, line_net_cents_sql, supply_cost_cents_sql
 from foundation.registry import (
@@ -78,7 +77,7 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.transaction() as con:
         con.execute(INSERT_SQL, params + params)
         replace_window_keeping_processed_at(
-            con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices"
+            con, "invoices", "o_orderdate", start, end, "new_invoices"
         )
         con.execute("drop table new_invoices")
         count, total = rows(

@@ -19,12 +19,10 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
-from assets.fulfillment.tables import LEDGER_POSTINGS
-from assets.metadata import markdown_preview
 from foundation.registry import COMPENSATIONS_KEY, INVOICES_KEY, LEDGER_POSTINGS_KEY
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
@@ -139,23 +137,17 @@ def ledger_postings(
     frame = lines.rename(columns={"order_key": "o_orderkey", "entry_day": "o_orderdate"})
     context.log.info(f"Posted {posted} new of {entries} entries in {seconds:.1f} s")
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "ledger_postings", LEDGER_POSTINGS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "entries": entries,
-                "entries_posted_now": posted,
-                "accounting_call_s": round(seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.ledger_postings where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey, entry_key, "
-                    "line_number limit 6",
-                    params,
-                ),
-            }
+        yield write_window(
+            con,
+            "ledger_postings",
+            start,
+            end,
+            frame,
+            "o_orderdate desc, o_orderkey, entry_key, line_number",
+            preview_rows=6,
+            entries=entries,
+            entries_posted_now=posted,
+            accounting_call_s=round(seconds, 3),
         )
         unbalanced = rows(
             con,

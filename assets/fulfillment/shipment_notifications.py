@@ -8,14 +8,10 @@ import dagster as dg
 from assets.fulfillment.common import (
     customer_email_sql,
     fulfillment_asset,
-    orders_without_one_message,
     read_frame,
-    replace_window_keeping_processed_at,
-    send_messages,
+    send_notices,
     window,
 )
-from assets.fulfillment.tables import SHIPMENT_NOTIFICATIONS
-from assets.metadata import markdown_preview
 from foundation.registry import CUSTOMER_KEY, ORDERS_KEY, SHIPMENT_NOTIFICATIONS_KEY, SHIPMENTS_KEY
 from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
@@ -83,48 +79,17 @@ def shipment_notifications(
             "body": shipped["body"],
         }
     )
-    deliveries, seconds = send_messages(context, notifier, messages)
-    frame = pd.DataFrame(
+    yield from send_notices(
+        context,
+        warehouse,
+        notifier,
+        "shipment_notifications",
+        messages,
         {
             "o_orderkey": shipped["o_orderkey"],
             "o_orderdate": shipped["day"],
             "tracking_number": shipped["tracking_number"],
-            "recipient": shipped["recipient"],
-            "message_key": deliveries["key"],
-            "message_id": deliveries["message_id"],
-            "status": deliveries["status"],
-            "detail": deliveries["detail"],
-        }
-    )
-    context.log.info(f"Notified {len(frame)} shipped orders in {seconds:.1f} s")
-    with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con,
-            "shipment_notifications",
-            SHIPMENT_NOTIFICATIONS,
-            "o_orderdate",
-            start,
-            end,
-            frame,
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "rejected": int((frame["status"] == "rejected").sum()) if len(frame) else 0,
-                "notifier_call_s": round(seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.shipment_notifications where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
-        )
-        wrong = orders_without_one_message(
-            con, "shipment_notifications", SHIPPED_ORDERS_SQL, params
-        )
-    yield dg.AssetCheckResult(
-        check_name="one_notification_per_shipped_order",
-        passed=not wrong,
-        metadata={"order_keys": wrong},
+        },
+        "one_notification_per_shipped_order",
+        SHIPPED_ORDERS_SQL,
     )

@@ -16,12 +16,11 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
 from assets.fulfillment.tables import SHIPMENTS
-from assets.metadata import markdown_preview
 from foundation.registry import (
     ALLOCATIONS_KEY,
     CUSTOMER_KEY,
@@ -116,22 +115,16 @@ def shipments(
         f"Carrier answered {len(orders)} orders ({refused} refused) in {call_seconds:.1f} s"
     )
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "shipments", SHIPMENTS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "orders_shipped": len(orders) - refused,
-                "orders_refused": refused,
-                "carrier_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.shipments where o_orderdate >= ? "
-                    "and o_orderdate < ? order by status, o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
+        yield write_window(
+            con,
+            "shipments",
+            start,
+            end,
+            frame,
+            "status, o_orderdate desc, o_orderkey",
+            orders_shipped=len(orders) - refused,
+            orders_refused=refused,
+            carrier_call_s=round(call_seconds, 3),
         )
         unanswered = rows(
             con,

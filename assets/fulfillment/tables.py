@@ -131,17 +131,15 @@ COMPENSATIONS += (PROCESSED_AT,)
 SHIPMENT_NOTIFICATIONS += (PROCESSED_AT,)
 LEDGER_POSTINGS += (PROCESSED_AT,)
 
-SCHEMAS = {
-    name: column_schema(columns)
-    for name, columns in {
-        "inventory_stock": INVENTORY_STOCK,
-        "allocations": ALLOCATIONS,
-        "backorder_notices": BACKORDER_NOTICES,
-        "invoices": INVOICES,
-        "shipments": SHIPMENTS,
-        "compensations": COMPENSATIONS,
-        "shipment_notifications": SHIPMENT_NOTIFICATIONS,
-        "ledger_postings": LEDGER_POSTINGS,
-        "reconciliation": RECONCILIATION,
-    }.items()
+TABLES: dict[str, Columns] = {
+    "inventory_stock": INVENTORY_STOCK,
+    "allocations": ALLOCATIONS,
+    "backorder_notices": BACKORDER_NOTICES,
+    "invoices": INVOICES,
+    "shipments": SHIPMENTS,
+    "compensations": COMPENSATIONS,
+    "shipment_notifications": SHIPMENT_NOTIFICATIONS,
+    "ledger_postings": LEDGER_POSTINGS,
+    "reconciliation": RECONCILIATION,
 }
+SCHEMAS = {name: column_schema(columns) for name, columns in TABLES.items()}
