@@ -141,10 +141,8 @@ def allocations(
     )
     lines = lines.drop(columns="day")
     started = time.perf_counter()
-    decisions = []
     with calling(context, "inventory", FIX):
-        for begin in range(0, len(requests), RESERVE_BATCH):
-            decisions.append(inventory.reserve_frame(requests[begin : begin + RESERVE_BATCH]))
+        decisions = [inventory.reserve_frame(batch) for batch in chunks(requests, RESERVE_BATCH)]
         summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())
     call_seconds = time.perf_counter() - started
     lines["status"] = np.concatenate(decisions) if decisions else np.array([], dtype=object)

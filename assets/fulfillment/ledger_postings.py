@@ -23,6 +23,7 @@ from assets.fulfillment.common import (
     window,
     write_window,
 )
+from foundation.batches import chunks
 from foundation.registry import COMPENSATIONS_KEY, INVOICES_KEY, LEDGER_POSTINGS_KEY
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
@@ -107,19 +108,15 @@ def ledger_postings(
     start, end = window(context)
     params = [start, end]
     money_columns = "net_cents as net, tax_cents as tax, total_cents as total, cost_cents as cost"
-    invoiced = read_frame(
-        warehouse,
-        f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
-        "from fulfillment.invoices where o_orderdate >= ? and o_orderdate < ? "
-        "order by o_orderdate, o_orderkey",
-        params,
-    )
-    credited = read_frame(
-        warehouse,
-        f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
-        "from fulfillment.compensations where o_orderdate >= ? and o_orderdate < ? "
-        "order by o_orderdate, o_orderkey",
-        params,
+    invoiced, credited = (
+        read_frame(
+            warehouse,
+            f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
+            f"from fulfillment.{table} where o_orderdate >= ? and o_orderdate < ? "
+            "order by o_orderdate, o_orderkey",
+            params,
+        )
+        for table in ("invoices", "compensations")
     )
     lines = pd.concat(
         [_journal_lines(invoiced, reverse=False), _journal_lines(credited, reverse=True)],
@@ -127,11 +124,9 @@ def ledger_postings(
     )
     entries = int(lines["entry_key"].nunique())
     started = time.perf_counter()
-    posted = 0
     with calling(context, "accounting", FIX):
-        for begin in range(0, len(lines), POST_BATCH):
-            # Batches end on an entry boundary: every entry has 5 lines.
-            posted += accounting.post_frame(lines[begin : begin + POST_BATCH])
+        # Batches end on an entry boundary: every entry has 5 lines.
+        posted = sum(accounting.post_frame(batch) for batch in chunks(lines, POST_BATCH))
         system_totals = accounting.day_totals(start.isoformat(), end.isoformat())
     seconds = time.perf_counter() - started
     frame = lines.rename(columns={"order_key": "o_orderkey", "entry_day": "o_orderdate"})
