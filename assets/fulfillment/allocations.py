@@ -7,7 +7,6 @@ already allocated gets the same answers and reserves nothing twice.
 """
 
 import time
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -27,10 +26,6 @@ from foundation.money import line_cents_sql
 from foundation.registry import ALLOCATIONS_KEY, INVENTORY_STOCK_KEY, LINEITEM_KEY, PARTSUPP_KEY
 from resources.inventory import InventoryResource, StockItem
 from resources.warehouse import WarehouseResource
-
-# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
-if TYPE_CHECKING:
-    import pandas as pd
 
 # Lines per call: a call decides whole arrays and rewrites the stock of every pair it touches,
 # so batches are large (the SF 1 history is one call); each is one transaction.
@@ -52,6 +47,8 @@ def inventory_stock(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Stock per (part, supplier) in the inventory system, seeded from partsupp, as last seen."""
+    import pandas as pd
+
     # Unpartitioned: the catalog is one table and seeding only adds pairs the inventory lacks
     # (existing stock is never reset), so it is safe to re-run at any time.
     supply = read_frame(
@@ -71,7 +68,9 @@ def inventory_stock(
             added += inventory.seed_stock(batch)
         levels = inventory.stock_levels()
         overcommitted = inventory.overcommitted()
-    frame = _frame(levels, ("partkey", "suppkey", "base_level", "available"))
+    frame = pd.DataFrame.from_records(
+        levels, columns=["partkey", "suppkey", "base_level", "available"]
+    )
     with warehouse.transaction() as con:
         con.register("stock_levels", frame)
         body = ", ".join(f"cast({n} as {t}) as {n}" for n, t, _ in INVENTORY_STOCK)
@@ -92,12 +91,6 @@ def inventory_stock(
         passed=not overcommitted,
         metadata={"overcommitted_pairs": [f"{p}/{s}: {a}" for p, s, a in overcommitted]},
     )
-
-
-def _frame(values, names) -> "pd.DataFrame":
-    import pandas as pd
-
-    return pd.DataFrame.from_records(values, columns=list(names))
 
 
 @fulfillment_asset(
