@@ -18,7 +18,6 @@ from assets.fulfillment.common import (
     window,
     write_window,
 )
-from assets.fulfillment.tables import COMPENSATIONS
 from foundation.money import money
 from foundation.registry import COMPENSATIONS_KEY, CUSTOMER_KEY, INVOICES_KEY, SHIPMENTS_KEY
 from resources.inventory import InventoryResource
@@ -41,8 +40,6 @@ def compensations(
     notifier: NotifierResource,
 ):
     """Refused shipments undone: reservation released, credit note issued, customer and admin told."""
-    import pandas as pd
-
     start, end = window(context)
     params = [start, end]
     refused = read_frame(
@@ -62,7 +59,6 @@ def compensations(
         """,
         params * 2,
     )
-    records = []
     started = time.perf_counter()
     with calling(context, "inventory", "Check the inventory system (resource `inventory`)."):
         released = inventory.release(
@@ -111,25 +107,13 @@ def compensations(
                 "customer told.",
             )
     call_seconds = time.perf_counter() - started
-    for row in refused.itertuples(index=False):
-        delivery = customer[f"refund:{row.o_orderkey}"]
-        records.append(
-            (
-                row.o_orderkey,
-                row.day,
-                row.reason,
-                f"CN-{row.o_orderkey}",
-                row.net_cents,
-                row.tax_cents,
-                row.total_cents,
-                row.cost_cents,
-                len(row.line_numbers),
-                delivery.message_id,
-                delivery.status,
-                admin[row.o_orderkey].message_id,
-            )
-        )
-    frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS[:-1]])
+    frame = refused.drop(columns=["line_numbers", "c_name"]).rename(columns={"day": "o_orderdate"})
+    frame["credit_note_number"] = "CN-" + frame["o_orderkey"].astype(str)
+    frame["lines_released"] = refused["line_numbers"].map(len)
+    told = [customer[f"refund:{order}"] for order in refused["o_orderkey"]]
+    frame["customer_message_id"] = [delivery.message_id for delivery in told]
+    frame["customer_status"] = [delivery.status for delivery in told]
+    frame["admin_message_id"] = [admin[order].message_id for order in refused["o_orderkey"]]
     context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
     with warehouse.transaction() as con:
         yield write_window(

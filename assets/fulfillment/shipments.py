@@ -91,24 +91,14 @@ def shipments(
         for batch in _order_batches(requests, SHIP_BATCH):
             answers.append(carrier.create_shipments_frame(batch))
     call_seconds = time.perf_counter() - started
-    answered = pd.concat(answers, ignore_index=True) if answers else None
-    days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
-    frame = pd.DataFrame(
-        {
-            "o_orderkey": answered["order_key"],
-            "l_linenumber": answered["line_number"],
-            "o_orderdate": answered["order_key"].map(days),
-            "status": answered["status"],
-            "tracking_number": answered["tracking_number"],
-            "ship_mode": answered["ship_mode"],
-            "l_quantity": answered["quantity"],
-            "ship_date": answered["ship_date"],
-            "delivery_date": answered["delivery_date"],
-            "reason": answered["reason"],
-        }
-        if answered is not None
-        else {name: [] for name, _, _ in SHIPMENTS[:-1]}
+    renamed = {"order_key": "o_orderkey", "line_number": "l_linenumber", "quantity": "l_quantity"}
+    frame = (
+        pd.concat(answers, ignore_index=True).rename(columns=renamed)
+        if answers
+        else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS[:-1]])
     )
+    days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
+    frame["o_orderdate"] = frame["o_orderkey"].map(days)
     orders = frame.drop_duplicates("o_orderkey")
     refused = int((orders["status"] != "shipped").sum())
     context.log.info(
