@@ -262,11 +262,6 @@ def customer_email_sql(column: str) -> str:
     return f"lower(replace({column}, '#', '')) || '@{CUSTOMER_DOMAIN}'"
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> object:
-    """The first column of the first row of a query."""
-    return con.execute(sql, list(params)).fetchall()[0][0]
-
-
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> list[tuple]:
     """All rows of a query."""
     return con.execute(sql, list(params)).fetchall()
