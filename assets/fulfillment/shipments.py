@@ -95,7 +95,7 @@ def shipments(
     frame = (
         pd.concat(answers, ignore_index=True).rename(columns=renamed)
         if answers
-        else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS[:-1]])
+        else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS])
     )
     days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
     frame["o_orderdate"] = frame["o_orderkey"].map(days)
