@@ -38,8 +38,9 @@ def analytics_asset(
     """`dg.asset` for a mart of table `columns`: group, kinds, owners, pool, window if partitioned.
 
     `blocking_checks` (a failure stops the assets downstream) and `checks` map the names of its
-    checks to their descriptions.
+    checks to their descriptions; a mart with a `primary_key` has the blocking check `keys_unique`.
     """
+    blocking_checks = {**({"keys_unique": None} if primary_key else {}), **(blocking_checks or {})}
     return dg.asset(
         key=key,
         deps=deps,
@@ -52,7 +53,7 @@ def analytics_asset(
         metadata=metadata_for(columns, primary_key) if columns else None,
         check_specs=[
             dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)
-            for blocking, named in ((True, blocking_checks or {}), (False, checks or {}))
+            for blocking, named in ((True, blocking_checks), (False, checks or {}))
             for name, description in named.items()
         ],
     )

@@ -93,7 +93,6 @@ group by a.l_orderdate, l.l_shipmode
     primary_key=DAILY_SALES_KEYS,
     partitioned=True,
     blocking_checks={
-        "keys_unique": None,
         "no_nulls": None,
         "revenue_agrees_with_fulfillment": "Per day, revenue = invoiced net − refunded net in fulfillment.",
     },
@@ -138,7 +137,6 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     primary_key=FULFILLMENT_KPIS_KEYS,
     partitioned=True,
     blocking_checks={
-        "keys_unique": None,
         "rates_within_0_and_1": None,
         "lines_agree_with_staging": "Per day, the KPI lines add up to the staged lines.",
     },

@@ -176,7 +176,6 @@ from ranked
     primary_key=("partkey", "suppkey"),
     kinds=["sqlite"],
     blocking_checks={
-        "keys_unique": None,
         "no_nulls": None,
         "stock_agrees_with_inventory_system": "Every stocked pair of the inventory system is in the mart, with its level.",
     },
@@ -242,7 +241,6 @@ def inventory_health(
     columns=CUSTOMER_VALUE,
     primary_key=("c_custkey",),
     blocking_checks={
-        "keys_unique": None,
         "revenue_agrees_with_fulfillment": "Lifetime revenue of all customers = invoiced net − refunded net.",
     },
 )
@@ -287,7 +285,6 @@ def customer_value(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     columns=PROFIT,
     primary_key=("nation", "o_year"),
     blocking_checks={
-        "keys_unique": None,
         "revenue_agrees_with_invoices": "Revenue over all nations and years = invoiced net − refunded net.",
     },
 )
