@@ -41,7 +41,6 @@ def backorder_notices(
     import pandas as pd
 
     start, end = window(context)
-    params = [start, end]
     lines = read_frame(
         warehouse,
         """
@@ -57,7 +56,7 @@ def backorder_notices(
           and o.o_orderdate >= ? and o.o_orderdate < ?
         group by a.l_orderkey, a.l_orderdate, c.c_name order by a.l_orderdate, a.l_orderkey
         """,
-        params * 2,
+        [start, end] * 2,
     )
     messages = []
     for row in lines.itertuples(index=False):

@@ -196,15 +196,13 @@ def send_notices(
     check: str,
     expected_sql: str,
 ):
-    """Send the window's messages (Message's fields), record them in fulfillment.<table>, check them.
+    """Send the window's messages; record `columns`, recipient and delivery in fulfillment.<table>.
 
-    A row is `columns` plus the message's recipient and delivery; the check fails for each order of
-    `expected_sql` or of the table that has not exactly one message there.
+    Check `check` fails for each order of `expected_sql` or of the table without exactly one message.
     """
     import pandas as pd
 
     start, end = window(context)
-    params = [start, end]
     started = time.perf_counter()
     with calling(context, "notifier", NOTIFIER_FIX):
         parts = [notifier.send_frame(batch) for batch in chunks(messages, SEND_BATCH)]
@@ -242,7 +240,7 @@ def send_notices(
             where e.o_orderkey is null or m.n is distinct from 1
             order by 1 limit 20
             """,  # noqa: S608 - table names and SQL come from code
-            params * 2,
+            [start, end] * 2,
         )
     yield dg.AssetCheckResult(
         check_name=check, passed=not wrong, metadata={"order_keys": [row[0] for row in wrong]}

@@ -49,11 +49,7 @@ SALE_LINES = (
 
 
 def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
-    """Journal lines of the invoices' entries, or of their credit notes (the sides swapped).
-
-    One row per line (LINE_COLUMNS of the accounting system), each entry's lines together and
-    numbered from 1, entries in the frame's order.
-    """
+    """Journal lines (LINE_COLUMNS) of the invoices' entries, or of their credit notes (sides swapped)."""
     import numpy as np
     import pandas as pd
 

@@ -42,7 +42,6 @@ def shipment_notifications(
     import pandas as pd
 
     start, end = window(context)
-    params = [start, end]
     # The texts are put together in the warehouse (1.5 M of them in a full backfill); the
     # templates are bound parameters and DuckDB's format() fills in the values.
     shipped = read_frame(
@@ -67,7 +66,7 @@ def shipment_notifications(
                 as body
         from shipped order by day, o_orderkey
         """,  # noqa: S608 - the SQL is this module's; values are bound
-        [*params, *params, SHIPPED_SUBJECT, SHIPPED_BODY],
+        [start, end, start, end, SHIPPED_SUBJECT, SHIPPED_BODY],
     )
     messages = pd.DataFrame(
         {
