@@ -38,6 +38,27 @@ def markdown_preview(
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def result_with_preview(
+    con: duckdb.DuckDBPyConnection,
+    row_count: int,
+    query: str,
+    params: Sequence[object] = (),
+    *,
+    asset_key: dg.AssetKey | None = None,
+    preview: str = "preview",
+    **metadata: object,
+) -> dg.MaterializeResult:
+    """A MaterializeResult: the row count, `metadata`, then `preview`: the query's rows in Markdown."""
+    return dg.MaterializeResult(
+        asset_key=asset_key,
+        metadata={
+            "dagster/row_count": row_count,
+            **metadata,
+            preview: markdown_preview(con, query, params),
+        },
+    )
+
+
 def markdown_list(lines: Sequence[str], limit: int = 20) -> dg.MarkdownMetadataValue:
     """The lines as a Markdown bullet list of at most `limit` items ("none" when empty)."""
     shown = [f"- {line}" for line in lines[:limit]]

@@ -40,46 +40,25 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from exc
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"not a probability in 0..1: {text!r}")
-    return value
+def _checked(name: str, parse, valid, problem: str):
+    """An argparse type: `parse` the text, refuse a value that is not `valid` as `problem`."""
+
+    def check(text: str):
+        value = parse(text)
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"{problem}: {text!r}")
+        return value
+
+    check.__name__ = name  # argparse names the type in its message for unparsable text
+    return check
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port (0..65535): {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"not a duration in seconds: {text!r}")
-    return value
-
-
-def _timeout(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"not a timeout in seconds (more than 0): {text!r}")
-    return value
+_fraction = _checked("_fraction", float, lambda v: 0.0 <= v <= 1.0, "not a probability in 0..1")
+_port = _checked("_port", int, lambda v: 0 <= v <= 65535, "not a TCP port (0..65535)")
+_count = _checked("_count", int, lambda v: v >= 0, "must not be negative")
+_positive = _checked("_positive", int, lambda v: v >= 1, "must be at least 1")
+_seconds = _checked("_seconds", float, lambda v: v >= 0, "not a duration in seconds")
+_timeout = _checked("_timeout", float, lambda v: v > 0, "not a timeout in seconds (more than 0)")
 
 
 PIPELINE_DATA_DIR_HELP = (

@@ -8,9 +8,11 @@ from datetime import date
 import dagster as dg
 import duckdb
 
-from assets.metadata import column_schema
+from assets.fulfillment.common import window
+from assets.metadata import column_schema, result_with_preview
 from foundation.partitions import daily_partitions
 from foundation.registry import ANALYTICS
+from resources.warehouse import WarehouseResource
 
 Columns = tuple[tuple[str, str, str], ...]
 GROUP = ANALYTICS
@@ -36,8 +38,9 @@ def analytics_asset(
     """`dg.asset` for a mart of table `columns`: group, kinds, owners, pool, window if partitioned.
 
     `blocking_checks` (a failure stops the assets downstream) and `checks` map the names of its
-    checks to their descriptions.
+    checks to their descriptions; a mart with a `primary_key` has the blocking check `keys_unique`.
     """
+    blocking_checks = {**({"keys_unique": None} if primary_key else {}), **(blocking_checks or {})}
     return dg.asset(
         key=key,
         deps=deps,
@@ -50,7 +53,7 @@ def analytics_asset(
         metadata=metadata_for(columns, primary_key) if columns else None,
         check_specs=[
             dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)
-            for blocking, named in ((True, blocking_checks or {}), (False, checks or {}))
+            for blocking, named in ((True, blocking_checks), (False, checks or {}))
             for name, description in named.items()
         ],
     )
@@ -100,6 +103,36 @@ def replace_window_from_query(
         f"select count(*) from {GROUP}.{table} where {day_column} >= ? and {day_column} < ?",  # noqa: S608
         [start, end],
     ).fetchall()[0][0]
+
+
+def daily_mart(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    table: str,
+    columns: Columns,
+    keys: Sequence[str],
+    select_sql: str,
+    preview_sql: str,
+    checks: Mapping[str, str],
+):
+    """Replace the window's days of analytics.<table> with `select_sql`'s rows and check them.
+
+    `checks` maps the names of the checks after `keys_unique` to their queries for offending keys.
+    """
+    start, end = window(context)
+
+    def bound(sql: str) -> list:
+        return [start, end] * (sql.count("?") // 2)  # every pair of ? is the window
+
+    checks = {"keys_unique": unique_keys_sql(table, keys, "day >= ? and day < ?"), **checks}
+    with warehouse.transaction() as con:
+        count = replace_window_from_query(
+            con, table, columns, "day", start, end, select_sql, bound(select_sql)
+        )
+        yield result_with_preview(con, count, preview_sql, bound(preview_sql))
+        found = {name: offending(con, sql, bound(sql)) for name, sql in checks.items()}
+    for name, offending_keys in found.items():
+        yield check_result(name, offending_keys)
 
 
 def replace_table(

@@ -6,16 +6,7 @@ only on that day's orders, so any range is replaced in one statement.
 
 import dagster as dg
 
-from assets.analytics.common import (
-    analytics_asset,
-    check_result,
-    not_null_sql,
-    offending,
-    replace_window_from_query,
-    unique_keys_sql,
-)
-from assets.fulfillment.common import window
-from assets.metadata import markdown_preview
+from assets.analytics.common import analytics_asset, daily_mart, not_null_sql
 from foundation.registry import (
     ALLOCATIONS_KEY,
     COMPENSATIONS_KEY,
@@ -55,6 +46,7 @@ FULFILLMENT_KPIS = (
     ("orders_compensated", "BIGINT", "Orders with lines of this mode whose shipment was refused."),
 )
 FULFILLMENT_KPIS_KEYS = ("day", "ship_mode")
+WINDOW = "day >= ? and day < ?"
 
 SALES_SQL = """
 select i.o_orderdate, r.r_name, n.n_name,
@@ -101,41 +93,27 @@ group by a.l_orderdate, l.l_shipmode
     primary_key=DAILY_SALES_KEYS,
     partitioned=True,
     blocking_checks={
-        "keys_unique": None,
         "no_nulls": None,
         "revenue_agrees_with_fulfillment": "Per day, revenue = invoiced net − refunded net in fulfillment.",
     },
 )
 def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Revenue, orders, lines and average order value per day, region and nation (refunds excluded)."""
-    start, end = window(context)
-    params = [start, end]
-    where = "day >= ? and day < ?"
-    with warehouse.transaction() as con:
-        count = replace_window_from_query(
-            con, "daily_sales", DAILY_SALES, "day", start, end, SALES_SQL, params * 2
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "preview": markdown_preview(
-                    con,
-                    "select day, region, sum(orders) as orders, sum(revenue_cents) as revenue_cents"
-                    " from analytics.daily_sales where day >= ? and day < ? group by all"
-                    " order by day desc, region limit 10",
-                    params,
-                ),
-            }
-        )
-        duplicates = offending(con, unique_keys_sql("daily_sales", DAILY_SALES_KEYS, where), params)
-        nulls = offending(
-            con,
-            not_null_sql("daily_sales", DAILY_SALES_KEYS, [c for c, _, _ in DAILY_SALES], where),
-            params,
-        )
-        disagreeing = offending(
-            con,
-            """
+    yield from daily_mart(
+        context,
+        warehouse,
+        "daily_sales",
+        DAILY_SALES,
+        DAILY_SALES_KEYS,
+        SALES_SQL,
+        "select day, region, sum(orders) as orders, sum(revenue_cents) as revenue_cents"
+        " from analytics.daily_sales where day >= ? and day < ? group by all"
+        " order by day desc, region limit 10",
+        {
+            "no_nulls": not_null_sql(
+                "daily_sales", DAILY_SALES_KEYS, [c for c, _, _ in DAILY_SALES], WINDOW
+            ),
+            "revenue_agrees_with_fulfillment": """
             with mart as (select day, sum(revenue_cents) as revenue from analytics.daily_sales
                           where day >= ? and day < ? group by 1),
             source as (
@@ -148,11 +126,8 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
             select coalesce(m.day, e.day) from mart m full join expected e using (day)
             where coalesce(m.revenue, 0) <> coalesce(e.revenue, 0) order by 1
             """,
-            params * 3,
-        )
-    yield check_result("keys_unique", duplicates)
-    yield check_result("no_nulls", nulls)
-    yield check_result("revenue_agrees_with_fulfillment", disagreeing)
+        },
+    )
 
 
 @analytics_asset(
@@ -162,44 +137,26 @@ def daily_sales(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     primary_key=FULFILLMENT_KPIS_KEYS,
     partitioned=True,
     blocking_checks={
-        "keys_unique": None,
         "rates_within_0_and_1": None,
         "lines_agree_with_staging": "Per day, the KPI lines add up to the staged lines.",
     },
 )
 def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Back-order rate, days to ship and deliver, on-time rate and compensations per day and ship mode."""
-    start, end = window(context)
-    params = [start, end]
-    where = "day >= ? and day < ?"
-    with warehouse.transaction() as con:
-        count = replace_window_from_query(
-            con, "fulfillment_kpis", FULFILLMENT_KPIS, "day", start, end, KPIS_SQL, params * 3
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "preview": markdown_preview(
-                    con,
-                    "select * from analytics.fulfillment_kpis where day >= ? and day < ? "
-                    "order by day desc, ship_mode limit 7",
-                    params,
-                ),
-            }
-        )
-        duplicates = offending(
-            con, unique_keys_sql("fulfillment_kpis", FULFILLMENT_KPIS_KEYS, where), params
-        )
-        out_of_range = offending(
-            con,
-            "select concat_ws('/', day, ship_mode) from analytics.fulfillment_kpis "
-            "where day >= ? and day < ? and not (backorder_rate between 0 and 1 "
-            "and coalesce(on_time_rate, 0) between 0 and 1) order by 1",
-            params,
-        )
-        disagreeing = offending(
-            con,
-            """
+    yield from daily_mart(
+        context,
+        warehouse,
+        "fulfillment_kpis",
+        FULFILLMENT_KPIS,
+        FULFILLMENT_KPIS_KEYS,
+        KPIS_SQL,
+        "select * from analytics.fulfillment_kpis where day >= ? and day < ? "
+        "order by day desc, ship_mode limit 7",
+        {
+            "rates_within_0_and_1": "select concat_ws('/', day, ship_mode) "
+            "from analytics.fulfillment_kpis where day >= ? and day < ? and not (backorder_rate "
+            "between 0 and 1 and coalesce(on_time_rate, 0) between 0 and 1) order by 1",
+            "lines_agree_with_staging": """
             select coalesce(k.day, l.day) from
                 (select day, sum(lines) as n from analytics.fulfillment_kpis
                  where day >= ? and day < ? group by 1) k
@@ -207,8 +164,5 @@ def fulfillment_kpis(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                        where l_orderdate >= ? and l_orderdate < ? group by 1) l using (day)
             where k.n is distinct from l.n order by 1
             """,
-            params * 2,
-        )
-    yield check_result("keys_unique", duplicates)
-    yield check_result("rates_within_0_and_1", out_of_range)
-    yield check_result("lines_agree_with_staging", disagreeing)
+        },
+    )

@@ -15,7 +15,7 @@ from assets.analytics.common import (
     replace_table,
     unique_keys_sql,
 )
-from assets.metadata import markdown_preview
+from assets.metadata import markdown_preview, result_with_preview
 from foundation.money import line_net_cents_sql, supply_cost_cents_sql
 from foundation.registry import (
     ALLOCATIONS_KEY,
@@ -176,7 +176,6 @@ from ranked
     primary_key=("partkey", "suppkey"),
     kinds=["sqlite"],
     blocking_checks={
-        "keys_unique": None,
         "no_nulls": None,
         "stock_agrees_with_inventory_system": "Every stocked pair of the inventory system is in the mart, with its level.",
     },
@@ -242,7 +241,6 @@ def inventory_health(
     columns=CUSTOMER_VALUE,
     primary_key=("c_custkey",),
     blocking_checks={
-        "keys_unique": None,
         "revenue_agrees_with_fulfillment": "Lifetime revenue of all customers = invoiced net − refunded net.",
     },
 )
@@ -250,16 +248,13 @@ def customer_value(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     """Every customer's lifetime orders and revenue, and whether they place large-volume orders (TPC-H Q18)."""
     with warehouse.transaction() as con:
         count = replace_table(con, "customer_value", CUSTOMER_VALUE, CUSTOMER_SQL)
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "top_customers": markdown_preview(
-                    con,
-                    "select c_custkey, c_name, nation, orders, lifetime_revenue_cents, "
-                    "large_volume_orders from analytics.customer_value "
-                    "order by lifetime_revenue_cents desc, c_custkey limit 10",
-                ),
-            }
+        yield result_with_preview(
+            con,
+            count,
+            "select c_custkey, c_name, nation, orders, lifetime_revenue_cents, "
+            "large_volume_orders from analytics.customer_value "
+            "order by lifetime_revenue_cents desc, c_custkey limit 10",
+            preview="top_customers",
         )
         duplicates = offending(con, unique_keys_sql("customer_value", ("c_custkey",)))
         mart, expected = con.execute(
@@ -290,7 +285,6 @@ def customer_value(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     columns=PROFIT,
     primary_key=("nation", "o_year"),
     blocking_checks={
-        "keys_unique": None,
         "revenue_agrees_with_invoices": "Revenue over all nations and years = invoiced net − refunded net.",
     },
 )
@@ -298,15 +292,10 @@ def profit_by_nation_year(context: dg.AssetExecutionContext, warehouse: Warehous
     """Profit on the lines sold per supplier nation and order year, by TPC-H Q9's definition, in cents."""
     with warehouse.transaction() as con:
         count = replace_table(con, "profit_by_nation_year", PROFIT, PROFIT_SQL)
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "preview": markdown_preview(
-                    con,
-                    "select * from analytics.profit_by_nation_year "
-                    "order by nation, o_year desc limit 10",
-                ),
-            }
+        yield result_with_preview(
+            con,
+            count,
+            "select * from analytics.profit_by_nation_year order by nation, o_year desc limit 10",
         )
         duplicates = offending(con, unique_keys_sql("profit_by_nation_year", ("nation", "o_year")))
         mart, expected = con.execute(

@@ -17,7 +17,7 @@ from assets.analytics.common import (
     unique_keys_sql,
 )
 from assets.fulfillment.common import window
-from assets.metadata import markdown_preview
+from assets.metadata import result_with_preview
 from foundation.registry import (
     ALLOCATIONS_KEY,
     BACKORDER_NOTICES_KEY,
@@ -177,30 +177,22 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
         steps = replace_window_from_query(
             con, "step_latency", STEP_LATENCY, "day", start, end, LATENCY_SQL, params * len(STEPS)
         )
-        yield dg.MaterializeResult(
+        yield result_with_preview(
+            con,
+            orders,
+            "select o_orderkey, o_orderdate, outcome, reserve_s, invoice_s, ship_s, "
+            "notify_s, post_s from analytics.order_timeline where o_orderdate >= ? "
+            "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
+            params,
             asset_key=ORDER_TIMELINE_KEY,
-            metadata={
-                "dagster/row_count": orders,
-                "preview": markdown_preview(
-                    con,
-                    "select o_orderkey, o_orderdate, outcome, reserve_s, invoice_s, ship_s, "
-                    "notify_s, post_s from analytics.order_timeline where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            },
         )
-        yield dg.MaterializeResult(
+        yield result_with_preview(
+            con,
+            steps,
+            "select * from analytics.step_latency where day >= ? and day < ? "
+            "order by day desc, step limit 5",
+            params,
             asset_key=STEP_LATENCY_KEY,
-            metadata={
-                "dagster/row_count": steps,
-                "preview": markdown_preview(
-                    con,
-                    "select * from analytics.step_latency where day >= ? and day < ? "
-                    "order by day desc, step limit 5",
-                    params,
-                ),
-            },
         )
         duplicates = offending(
             con,

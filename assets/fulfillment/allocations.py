@@ -7,7 +7,6 @@ already allocated gets the same answers and reserves nothing twice.
 """
 
 import time
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -16,21 +15,17 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
-from assets.fulfillment.tables import ALLOCATIONS, INVENTORY_STOCK
-from assets.metadata import markdown_preview
+from assets.fulfillment.tables import INVENTORY_STOCK
+from assets.metadata import result_with_preview
 from foundation.batches import chunks
 from foundation.money import line_cents_sql
 from foundation.registry import ALLOCATIONS_KEY, INVENTORY_STOCK_KEY, LINEITEM_KEY, PARTSUPP_KEY
 from resources.inventory import InventoryResource, StockItem
 from resources.warehouse import WarehouseResource
-
-# Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
-if TYPE_CHECKING:
-    import pandas as pd
 
 # Lines per call: a call decides whole arrays and rewrites the stock of every pair it touches,
 # so batches are large (the SF 1 history is one call); each is one transaction.
@@ -52,6 +47,8 @@ def inventory_stock(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Stock per (part, supplier) in the inventory system, seeded from partsupp, as last seen."""
+    import pandas as pd
+
     # Unpartitioned: the catalog is one table and seeding only adds pairs the inventory lacks
     # (existing stock is never reset), so it is safe to re-run at any time.
     supply = read_frame(
@@ -71,7 +68,9 @@ def inventory_stock(
             added += inventory.seed_stock(batch)
         levels = inventory.stock_levels()
         overcommitted = inventory.overcommitted()
-    frame = _frame(levels, ("partkey", "suppkey", "base_level", "available"))
+    frame = pd.DataFrame.from_records(
+        levels, columns=["partkey", "suppkey", "base_level", "available"]
+    )
     with warehouse.transaction() as con:
         con.register("stock_levels", frame)
         body = ", ".join(f"cast({n} as {t}) as {n}" for n, t, _ in INVENTORY_STOCK)
@@ -80,28 +79,18 @@ def inventory_stock(
         )
         con.unregister("stock_levels")
         context.log.info(f"Inventory knows {len(levels)} (part, supplier) pairs; {added} new")
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(levels),
-                "pairs_added": added,
-                "units_available": int(frame["available"].sum()) if len(frame) else 0,
-                "preview": markdown_preview(
-                    con,
-                    f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
-                ),
-            }
+        yield result_with_preview(
+            con,
+            len(levels),
+            f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
+            pairs_added=added,
+            units_available=int(frame["available"].sum()) if len(frame) else 0,
         )
     yield dg.AssetCheckResult(
         check_name="stock_never_overcommitted",
         passed=not overcommitted,
         metadata={"overcommitted_pairs": [f"{p}/{s}: {a}" for p, s, a in overcommitted]},
     )
-
-
-def _frame(values, names) -> "pd.DataFrame":
-    import pandas as pd
-
-    return pd.DataFrame.from_records(values, columns=list(names))
 
 
 @fulfillment_asset(
@@ -145,44 +134,29 @@ def allocations(
     )
     lines = lines.drop(columns="day")
     started = time.perf_counter()
-    decisions = []
     with calling(context, "inventory", FIX):
-        for begin in range(0, len(requests), RESERVE_BATCH):
-            decisions.append(inventory.reserve_frame(requests[begin : begin + RESERVE_BATCH]))
+        decisions = [inventory.reserve_frame(batch) for batch in chunks(requests, RESERVE_BATCH)]
         summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())
     call_seconds = time.perf_counter() - started
     lines["status"] = np.concatenate(decisions) if decisions else np.array([], dtype=object)
     context.log.info(f"Inventory decided {len(lines)} lines in {call_seconds:.1f} s")
 
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "allocations", ALLOCATIONS, "l_orderdate", start, end, lines
-        )
         params = [start, end]
-        counts = dict(
-            rows(
-                con,
-                "select status, count(*) from fulfillment.allocations "
-                "where l_orderdate >= ? and l_orderdate < ? group by status",
-                params,
-            )
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(lines),
-                "lines_reserved": counts.get("reserved", 0),
-                "lines_backordered": counts.get("backordered", 0),
-                "backorder_rate": round(counts.get("backordered", 0) / len(lines), 4)
-                if len(lines)
-                else 0.0,
-                "inventory_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.allocations where l_orderdate >= ? "
-                    "and l_orderdate < ? order by status, l_orderdate desc, l_orderkey limit 5",
-                    params,
-                ),
-            }
+        counts = lines["status"].value_counts()
+        backordered = int(counts.get("backordered", 0))
+        yield write_window(
+            con,
+            "allocations",
+            start,
+            end,
+            lines,
+            "status, l_orderdate desc, l_orderkey",
+            day_column="l_orderdate",
+            lines_reserved=int(counts.get("reserved", 0)),
+            lines_backordered=backordered,
+            backorder_rate=round(backordered / len(lines), 4) if len(lines) else 0.0,
+            inventory_call_s=round(call_seconds, 3),
         )
         unallocated = rows(
             con,

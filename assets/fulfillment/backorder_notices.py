@@ -11,14 +11,10 @@ import dagster as dg
 from assets.fulfillment.common import (
     customer_email,
     fulfillment_asset,
-    orders_without_one_message,
     read_frame,
-    replace_window_keeping_processed_at,
-    send_messages,
+    send_notices,
     window,
 )
-from assets.fulfillment.tables import BACKORDER_NOTICES
-from assets.metadata import markdown_preview
 from foundation.money import money
 from foundation.registry import ALLOCATIONS_KEY, BACKORDER_NOTICES_KEY, CUSTOMER_KEY, ORDERS_KEY
 from resources.notifier import Message, NotifierResource
@@ -45,7 +41,6 @@ def backorder_notices(
     import pandas as pd
 
     start, end = window(context)
-    params = [start, end]
     lines = read_frame(
         warehouse,
         """
@@ -61,7 +56,7 @@ def backorder_notices(
           and o.o_orderdate >= ? and o.o_orderdate < ?
         group by a.l_orderkey, a.l_orderdate, c.c_name order by a.l_orderdate, a.l_orderkey
         """,
-        params * 2,
+        [start, end] * 2,
     )
     messages = []
     for row in lines.itertuples(index=False):
@@ -84,41 +79,18 @@ def backorder_notices(
                 ),
             )
         )
-    outgoing = pd.DataFrame(messages, columns=list(Message._fields))
-    deliveries, seconds = send_messages(context, notifier, outgoing)
-    frame = pd.DataFrame(
+    yield from send_notices(
+        context,
+        warehouse,
+        notifier,
+        "backorder_notices",
+        pd.DataFrame(messages, columns=list(Message._fields)),
         {
             "o_orderkey": lines["o_orderkey"],
             "o_orderdate": lines["day"],
-            "recipient": outgoing["to"],
             "lines": [len(n) for n in lines["numbers"]],
             "backordered_cents": lines["cents"],
-            "message_key": deliveries["key"],
-            "message_id": deliveries["message_id"],
-            "status": deliveries["status"],
-            "detail": deliveries["detail"],
-        }
-    )
-    with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "backorder_notices", BACKORDER_NOTICES, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "rejected": int((frame["status"] == "rejected").sum()) if len(frame) else 0,
-                "notifier_call_s": round(seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.backorder_notices where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
-        )
-        wrong = orders_without_one_message(con, "backorder_notices", BACKORDERED_ORDERS_SQL, params)
-    yield dg.AssetCheckResult(
-        check_name="one_notice_per_backordered_order",
-        passed=not wrong,
-        metadata={"order_keys": wrong},
+        },
+        "one_notice_per_backordered_order",
+        BACKORDERED_ORDERS_SQL,
     )

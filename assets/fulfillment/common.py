@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import duckdb
 
-from assets.fulfillment.tables import KEYS, SCHEMAS, Columns
+from assets.fulfillment.tables import KEYS, SCHEMAS, TABLES, Columns
+from assets.metadata import result_with_preview
 from foundation import settings
+from foundation.batches import chunks
 from foundation.partitions import daily_partitions
 from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
@@ -91,7 +93,6 @@ def create_table(con: duckdb.DuckDBPyConnection, table: str, columns: Columns) -
 def replace_window_keeping_processed_at(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    columns: Columns,
     day_column: str,
     start: date,
     end: date,
@@ -102,6 +103,7 @@ def replace_window_keeping_processed_at(
     `rows` is a frame or the name of a relation with the table's columns except processed_at;
     a row whose key was already there keeps its first processed_at, new rows get now().
     """
+    columns = TABLES[table]
     create_table(con, table, columns)
     keys = KEYS[table]
     window_sql = f"{day_column} >= ? and {day_column} < ?"
@@ -132,6 +134,30 @@ def replace_window_keeping_processed_at(
     con.execute("drop table previous_rows")
 
 
+def write_window(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    start: date,
+    end: date,
+    rows: pd.DataFrame,
+    preview_order: str,
+    *,
+    day_column: str = "o_orderdate",
+    preview_rows: int = 5,
+    **metadata: object,
+) -> dg.MaterializeResult:
+    """Replace the window's rows of fulfillment.<table>; the step's result with a preview of them."""
+    replace_window_keeping_processed_at(con, table, day_column, start, end, rows)
+    return result_with_preview(
+        con,
+        len(rows),
+        f"select * from {GROUP}.{table} where {day_column} >= ? and {day_column} < ? "  # noqa: S608
+        f"order by {preview_order} limit {preview_rows}",
+        [start, end],
+        **metadata,
+    )
+
+
 @contextmanager
 def calling(context: dg.AssetExecutionContext, system: str, fix: str) -> Iterator[None]:
     """Guard calls to an outside system: refusals fail at once, outages retry, then fail clearly."""
@@ -160,40 +186,65 @@ SEND_BATCH = 20_000
 NOTIFIER_FIX = "Check the notifier's configuration (resource `notifier`), then re-run the step."
 
 
-def send_messages(
-    context: dg.AssetExecutionContext, notifier: NotifierResource, messages: pd.DataFrame
-) -> tuple[pd.DataFrame, float]:
-    """Send a frame of messages (Message's fields) in batches; their deliveries and the seconds."""
+def send_notices(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    notifier: NotifierResource,
+    table: str,
+    messages: pd.DataFrame,
+    columns: Mapping[str, object],
+    check: str,
+    expected_sql: str,
+):
+    """Send the window's messages; record `columns`, recipient and delivery in fulfillment.<table>.
+
+    Check `check` fails for each order of `expected_sql` or of the table without exactly one message.
+    """
     import pandas as pd
 
+    start, end = window(context)
     started = time.perf_counter()
-    parts = []
     with calling(context, "notifier", NOTIFIER_FIX):
-        for begin in range(0, len(messages), SEND_BATCH):
-            parts.append(notifier.send_frame(messages.iloc[begin : begin + SEND_BATCH]))
+        parts = [notifier.send_frame(batch) for batch in chunks(messages, SEND_BATCH)]
     deliveries = pd.concat(parts, ignore_index=True) if parts else deliveries_frame([])
-    return deliveries, time.perf_counter() - started
-
-
-def orders_without_one_message(
-    con: duckdb.DuckDBPyConnection, table: str, expected_sql: str, params: list
-) -> list[int]:
-    """Orders of `expected_sql` or of fulfillment.<table> that have not exactly one message there."""
-    return [
-        row[0]
-        for row in rows(
+    seconds = time.perf_counter() - started
+    frame = pd.DataFrame(
+        {
+            **columns,
+            "recipient": messages["to"],
+            "message_key": deliveries["key"],
+            "message_id": deliveries["message_id"],
+            "status": deliveries["status"],
+            "detail": deliveries["detail"],
+        }
+    )
+    context.log.info(f"Notified {len(frame)} orders ({table}) in {seconds:.1f} s")
+    with warehouse.transaction() as con:
+        yield write_window(
+            con,
+            table,
+            start,
+            end,
+            frame,
+            "o_orderdate desc, o_orderkey",
+            rejected=int((frame["status"] == "rejected").sum()) if len(frame) else 0,
+            notifier_call_s=round(seconds, 3),
+        )
+        wrong = rows(
             con,
             f"""
             select coalesce(e.o_orderkey, m.o_orderkey) from ({expected_sql}) e
-            full join (select o_orderkey, count(*) as n from fulfillment.{table}
+            full join (select o_orderkey, count(*) as n from {GROUP}.{table}
                        where o_orderdate >= ? and o_orderdate < ? group by 1) m
               on m.o_orderkey = e.o_orderkey
             where e.o_orderkey is null or m.n is distinct from 1
             order by 1 limit 20
             """,  # noqa: S608 - table names and SQL come from code
-            params * 2,
+            [start, end] * 2,
         )
-    ]
+    yield dg.AssetCheckResult(
+        check_name=check, passed=not wrong, metadata={"order_keys": [row[0] for row in wrong]}
+    )
 
 
 CUSTOMER_DOMAIN = "customers.orderflow.example"
@@ -207,11 +258,6 @@ def customer_email(name: str) -> str:
 def customer_email_sql(column: str) -> str:
     """SQL for `customer_email` of a name column (`column` comes from code, never from data)."""
     return f"lower(replace({column}, '#', '')) || '@{CUSTOMER_DOMAIN}'"
-
-
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> object:
-    """The first column of the first row of a query."""
-    return con.execute(sql, list(params)).fetchall()[0][0]
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> list[tuple]:

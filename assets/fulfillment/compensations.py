@@ -14,12 +14,10 @@ from assets.fulfillment.common import (
     customer_email,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
-from assets.fulfillment.tables import COMPENSATIONS
-from assets.metadata import markdown_preview
 from foundation.money import money
 from foundation.registry import COMPENSATIONS_KEY, CUSTOMER_KEY, INVOICES_KEY, SHIPMENTS_KEY
 from resources.inventory import InventoryResource
@@ -42,8 +40,6 @@ def compensations(
     notifier: NotifierResource,
 ):
     """Refused shipments undone: reservation released, credit note issued, customer and admin told."""
-    import pandas as pd
-
     start, end = window(context)
     params = [start, end]
     refused = read_frame(
@@ -63,7 +59,6 @@ def compensations(
         """,
         params * 2,
     )
-    records = []
     started = time.perf_counter()
     with calling(context, "inventory", "Check the inventory system (resource `inventory`)."):
         released = inventory.release(
@@ -112,42 +107,24 @@ def compensations(
                 "customer told.",
             )
     call_seconds = time.perf_counter() - started
-    for row in refused.itertuples(index=False):
-        delivery = customer[f"refund:{row.o_orderkey}"]
-        records.append(
-            (
-                row.o_orderkey,
-                row.day,
-                row.reason,
-                f"CN-{row.o_orderkey}",
-                row.net_cents,
-                row.tax_cents,
-                row.total_cents,
-                row.cost_cents,
-                len(row.line_numbers),
-                delivery.message_id,
-                delivery.status,
-                admin[row.o_orderkey].message_id,
-            )
-        )
-    frame = pd.DataFrame.from_records(records, columns=[name for name, _, _ in COMPENSATIONS[:-1]])
+    frame = refused.drop(columns=["line_numbers", "c_name"]).rename(columns={"day": "o_orderdate"})
+    frame["credit_note_number"] = "CN-" + frame["o_orderkey"].astype(str)
+    frame["lines_released"] = refused["line_numbers"].map(len)
+    told = [customer[f"refund:{order}"] for order in refused["o_orderkey"]]
+    frame["customer_message_id"] = [delivery.message_id for delivery in told]
+    frame["customer_status"] = [delivery.status for delivery in told]
+    frame["admin_message_id"] = [admin[order].message_id for order in refused["o_orderkey"]]
     context.log.info(f"Compensated {len(frame)} refused orders; {released} lines released now")
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "compensations", COMPENSATIONS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "lines_released_now": released,
-                "inventory_and_notifier_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.compensations where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
+        yield write_window(
+            con,
+            "compensations",
+            start,
+            end,
+            frame,
+            "o_orderdate desc, o_orderkey",
+            lines_released_now=released,
+            inventory_and_notifier_call_s=round(call_seconds, 3),
         )
         missing = rows(
             con,

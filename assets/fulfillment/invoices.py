@@ -11,11 +11,9 @@ from assets.fulfillment.common import (
     fulfillment_asset,
     replace_window_keeping_processed_at,
     rows,
-    scalar,
     window,
 )
-from assets.fulfillment.tables import INVOICES
-from assets.metadata import markdown_preview
+from assets.metadata import result_with_preview
 from foundation.money import line_cents_sql, line_net_cents_sql, supply_cost_cents_sql
 from foundation.registry import (
     ALLOCATIONS_KEY,
@@ -78,7 +76,7 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     with warehouse.transaction() as con:
         con.execute(INSERT_SQL, params + params)
         replace_window_keeping_processed_at(
-            con, "invoices", INVOICES, "o_orderdate", start, end, "new_invoices"
+            con, "invoices", "o_orderdate", start, end, "new_invoices"
         )
         con.execute("drop table new_invoices")
         count, total = rows(
@@ -87,24 +85,20 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
             "where o_orderdate >= ? and o_orderdate < ?",
             params,
         )[0]
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": count,
-                "invoiced_cents": int(total),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.invoices where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
+        yield result_with_preview(
+            con,
+            count,
+            "select * from fulfillment.invoices where o_orderdate >= ? "
+            "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
+            params,
+            invoiced_cents=int(total),
         )
         off = rows(con, TIE_OUT_SQL, params * 3)
-        orders = scalar(
+        orders = rows(
             con,
             "select count(*) from staging.orders where o_orderdate >= ? and o_orderdate < ?",
             params,
-        )
+        )[0][0]
     yield dg.AssetCheckResult(
         check_name="invoices_tie_out",
         passed=not off,

@@ -19,12 +19,11 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
-from assets.fulfillment.tables import LEDGER_POSTINGS
-from assets.metadata import markdown_preview
+from foundation.batches import chunks
 from foundation.registry import COMPENSATIONS_KEY, INVOICES_KEY, LEDGER_POSTINGS_KEY
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
@@ -50,11 +49,7 @@ SALE_LINES = (
 
 
 def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
-    """Journal lines of the invoices' entries, or of their credit notes (the sides swapped).
-
-    One row per line (LINE_COLUMNS of the accounting system), each entry's lines together and
-    numbered from 1, entries in the frame's order.
-    """
+    """Journal lines (LINE_COLUMNS) of the invoices' entries, or of their credit notes (sides swapped)."""
     import numpy as np
     import pandas as pd
 
@@ -109,19 +104,15 @@ def ledger_postings(
     start, end = window(context)
     params = [start, end]
     money_columns = "net_cents as net, tax_cents as tax, total_cents as total, cost_cents as cost"
-    invoiced = read_frame(
-        warehouse,
-        f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
-        "from fulfillment.invoices where o_orderdate >= ? and o_orderdate < ? "
-        "order by o_orderdate, o_orderkey",
-        params,
-    )
-    credited = read_frame(
-        warehouse,
-        f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
-        "from fulfillment.compensations where o_orderdate >= ? and o_orderdate < ? "
-        "order by o_orderdate, o_orderkey",
-        params,
+    invoiced, credited = (
+        read_frame(
+            warehouse,
+            f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
+            f"from fulfillment.{table} where o_orderdate >= ? and o_orderdate < ? "
+            "order by o_orderdate, o_orderkey",
+            params,
+        )
+        for table in ("invoices", "compensations")
     )
     lines = pd.concat(
         [_journal_lines(invoiced, reverse=False), _journal_lines(credited, reverse=True)],
@@ -129,33 +120,25 @@ def ledger_postings(
     )
     entries = int(lines["entry_key"].nunique())
     started = time.perf_counter()
-    posted = 0
     with calling(context, "accounting", FIX):
-        for begin in range(0, len(lines), POST_BATCH):
-            # Batches end on an entry boundary: every entry has 5 lines.
-            posted += accounting.post_frame(lines[begin : begin + POST_BATCH])
+        # Batches end on an entry boundary: every entry has 5 lines.
+        posted = sum(accounting.post_frame(batch) for batch in chunks(lines, POST_BATCH))
         system_totals = accounting.day_totals(start.isoformat(), end.isoformat())
     seconds = time.perf_counter() - started
     frame = lines.rename(columns={"order_key": "o_orderkey", "entry_day": "o_orderdate"})
     context.log.info(f"Posted {posted} new of {entries} entries in {seconds:.1f} s")
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "ledger_postings", LEDGER_POSTINGS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "entries": entries,
-                "entries_posted_now": posted,
-                "accounting_call_s": round(seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.ledger_postings where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey, entry_key, "
-                    "line_number limit 6",
-                    params,
-                ),
-            }
+        yield write_window(
+            con,
+            "ledger_postings",
+            start,
+            end,
+            frame,
+            "o_orderdate desc, o_orderkey, entry_key, line_number",
+            preview_rows=6,
+            entries=entries,
+            entries_posted_now=posted,
+            accounting_call_s=round(seconds, 3),
         )
         unbalanced = rows(
             con,

@@ -106,14 +106,6 @@ def _recount(pool, inventory, carrier, accounting, start, end) -> list:
     ]
 
 
-def _theirs(recounts: list) -> dict[tuple[str, str, str], int]:
-    """The systems' per-day counts, once their recounts are in."""
-    values: dict[tuple[str, str, str], int] = {}
-    for add, pending in recounts:
-        add(values, pending.result())
-    return values
-
-
 @fulfillment_asset(
     RECONCILIATION_KEY,
     deps=[ALLOCATIONS_KEY, SHIPMENTS_KEY, LEDGER_POSTINGS_KEY],
@@ -138,9 +130,11 @@ def reconciliation(
         recounts = _recount(pool, inventory, carrier, accounting, start, end)
         with warehouse.connect() as con:
             ours = _ours(con, start, end)
+        theirs: dict[tuple[str, str, str], int] = {}
         # The systems' faults surface here, where their results are awaited.
         with calling(context, "reconciliation", FIX):
-            theirs = _theirs(recounts)
+            for add, pending in recounts:
+                add(theirs, pending.result())
     frame = pd.DataFrame.from_records(
         [
             (day, system, measure, ours.get(k), theirs.get(k), ours.get(k) == theirs.get(k))

@@ -8,14 +8,10 @@ import dagster as dg
 from assets.fulfillment.common import (
     customer_email_sql,
     fulfillment_asset,
-    orders_without_one_message,
     read_frame,
-    replace_window_keeping_processed_at,
-    send_messages,
+    send_notices,
     window,
 )
-from assets.fulfillment.tables import SHIPMENT_NOTIFICATIONS
-from assets.metadata import markdown_preview
 from foundation.registry import CUSTOMER_KEY, ORDERS_KEY, SHIPMENT_NOTIFICATIONS_KEY, SHIPMENTS_KEY
 from resources.notifier import NotifierResource
 from resources.warehouse import WarehouseResource
@@ -46,7 +42,6 @@ def shipment_notifications(
     import pandas as pd
 
     start, end = window(context)
-    params = [start, end]
     # The texts are put together in the warehouse (1.5 M of them in a full backfill); the
     # templates are bound parameters and DuckDB's format() fills in the values.
     shipped = read_frame(
@@ -71,7 +66,7 @@ def shipment_notifications(
                 as body
         from shipped order by day, o_orderkey
         """,  # noqa: S608 - the SQL is this module's; values are bound
-        [*params, *params, SHIPPED_SUBJECT, SHIPPED_BODY],
+        [start, end, start, end, SHIPPED_SUBJECT, SHIPPED_BODY],
     )
     messages = pd.DataFrame(
         {
@@ -83,48 +78,17 @@ def shipment_notifications(
             "body": shipped["body"],
         }
     )
-    deliveries, seconds = send_messages(context, notifier, messages)
-    frame = pd.DataFrame(
+    yield from send_notices(
+        context,
+        warehouse,
+        notifier,
+        "shipment_notifications",
+        messages,
         {
             "o_orderkey": shipped["o_orderkey"],
             "o_orderdate": shipped["day"],
             "tracking_number": shipped["tracking_number"],
-            "recipient": shipped["recipient"],
-            "message_key": deliveries["key"],
-            "message_id": deliveries["message_id"],
-            "status": deliveries["status"],
-            "detail": deliveries["detail"],
-        }
-    )
-    context.log.info(f"Notified {len(frame)} shipped orders in {seconds:.1f} s")
-    with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con,
-            "shipment_notifications",
-            SHIPMENT_NOTIFICATIONS,
-            "o_orderdate",
-            start,
-            end,
-            frame,
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "rejected": int((frame["status"] == "rejected").sum()) if len(frame) else 0,
-                "notifier_call_s": round(seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.shipment_notifications where o_orderdate >= ? "
-                    "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
-        )
-        wrong = orders_without_one_message(
-            con, "shipment_notifications", SHIPPED_ORDERS_SQL, params
-        )
-    yield dg.AssetCheckResult(
-        check_name="one_notification_per_shipped_order",
-        passed=not wrong,
-        metadata={"order_keys": wrong},
+        },
+        "one_notification_per_shipped_order",
+        SHIPPED_ORDERS_SQL,
     )

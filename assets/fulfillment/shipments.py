@@ -16,12 +16,11 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
-    replace_window_keeping_processed_at,
     rows,
     window,
+    write_window,
 )
 from assets.fulfillment.tables import SHIPMENTS
-from assets.metadata import markdown_preview
 from foundation.registry import (
     ALLOCATIONS_KEY,
     CUSTOMER_KEY,
@@ -92,46 +91,30 @@ def shipments(
         for batch in _order_batches(requests, SHIP_BATCH):
             answers.append(carrier.create_shipments_frame(batch))
     call_seconds = time.perf_counter() - started
-    answered = pd.concat(answers, ignore_index=True) if answers else None
-    days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
-    frame = pd.DataFrame(
-        {
-            "o_orderkey": answered["order_key"],
-            "l_linenumber": answered["line_number"],
-            "o_orderdate": answered["order_key"].map(days),
-            "status": answered["status"],
-            "tracking_number": answered["tracking_number"],
-            "ship_mode": answered["ship_mode"],
-            "l_quantity": answered["quantity"],
-            "ship_date": answered["ship_date"],
-            "delivery_date": answered["delivery_date"],
-            "reason": answered["reason"],
-        }
-        if answered is not None
-        else {name: [] for name, _, _ in SHIPMENTS[:-1]}
+    renamed = {"order_key": "o_orderkey", "line_number": "l_linenumber", "quantity": "l_quantity"}
+    frame = (
+        pd.concat(answers, ignore_index=True).rename(columns=renamed)
+        if answers
+        else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS])
     )
+    days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
+    frame["o_orderdate"] = frame["o_orderkey"].map(days)
     orders = frame.drop_duplicates("o_orderkey")
     refused = int((orders["status"] != "shipped").sum())
     context.log.info(
         f"Carrier answered {len(orders)} orders ({refused} refused) in {call_seconds:.1f} s"
     )
     with warehouse.transaction() as con:
-        replace_window_keeping_processed_at(
-            con, "shipments", SHIPMENTS, "o_orderdate", start, end, frame
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": len(frame),
-                "orders_shipped": len(orders) - refused,
-                "orders_refused": refused,
-                "carrier_call_s": round(call_seconds, 3),
-                "preview": markdown_preview(
-                    con,
-                    "select * from fulfillment.shipments where o_orderdate >= ? "
-                    "and o_orderdate < ? order by status, o_orderdate desc, o_orderkey limit 5",
-                    params,
-                ),
-            }
+        yield write_window(
+            con,
+            "shipments",
+            start,
+            end,
+            frame,
+            "status, o_orderdate desc, o_orderkey",
+            orders_shipped=len(orders) - refused,
+            orders_refused=refused,
+            carrier_call_s=round(call_seconds, 3),
         )
         unanswered = rows(
             con,

@@ -123,16 +123,9 @@ KEYS = {
     "shipment_notifications": ("o_orderkey",),
     "ledger_postings": ("entry_key", "line_number"),
 }
-ALLOCATIONS += (PROCESSED_AT,)
-BACKORDER_NOTICES += (PROCESSED_AT,)
-INVOICES += (PROCESSED_AT,)
-SHIPMENTS += (PROCESSED_AT,)
-COMPENSATIONS += (PROCESSED_AT,)
-SHIPMENT_NOTIFICATIONS += (PROCESSED_AT,)
-LEDGER_POSTINGS += (PROCESSED_AT,)
-
-SCHEMAS = {
-    name: column_schema(columns)
+# Each table's columns; a windowed one (with KEYS) ends with processed_at.
+TABLES: dict[str, Columns] = {
+    name: columns + ((PROCESSED_AT,) if name in KEYS else ())
     for name, columns in {
         "inventory_stock": INVENTORY_STOCK,
         "allocations": ALLOCATIONS,
@@ -145,3 +138,4 @@ SCHEMAS = {
         "reconciliation": RECONCILIATION,
     }.items()
 }
+SCHEMAS = {name: column_schema(columns) for name, columns in TABLES.items()}
