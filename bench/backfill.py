@@ -49,6 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from foundation import layout  # noqa: E402
+
 HISTORY = ("2020-01-01", "2026-08-02")
 # What an invocation leaves under the work dir, by name prefix; `--clean` deletes these.
 INSTANCE, RUN, FLOOR = "dagster_home_", "run-", "maildir-"
@@ -127,7 +129,7 @@ def phase_duckdb(data: Path, work: Path) -> dict:
 
     database = work / "plain.duckdb"
     database.unlink(missing_ok=True)
-    pattern = str(data / "landing" / "orders" / "*" / "*.jsonl.gz")
+    pattern = str(layout.orders_dir(data) / "*" / "*.jsonl.gz")
     started = time.perf_counter()
     with duckdb.connect(str(database)) as con:
         con.execute(
@@ -156,7 +158,9 @@ def phase_backfill(data: Path, work: Path) -> dict:
     # when measuring is over.
     root = work / f"{RUN}{time.time_ns()}"
     root.mkdir(parents=True)
-    (root / "landing").symlink_to((data / "landing").resolve(), target_is_directory=True)
+    layout.landing_dir(root).symlink_to(
+        layout.landing_dir(data).resolve(), target_is_directory=True
+    )
     resources = resources_for(root)
     instance = _instance(work)
     daily = _daily_assets()
@@ -223,7 +227,7 @@ def peak_rss_mb() -> float:
 
 def phase_maildir(data: Path, work: Path) -> dict:
     """Deliver as many files as the last backfill's outbox holds, per day folder, with os calls."""
-    outbox = Path(data) / "outbox"  # here `data` is the backfill's run dir
+    outbox = layout.outbox_dir(data)  # here `data` is the backfill's run dir
     folders = sorted(p for p in outbox.iterdir() if p.name.startswith(".") and p.is_dir())
     plan = []
     for folder in folders:
@@ -417,7 +421,7 @@ def main() -> None:
         report_bookkeeping(bookkeeping(work, args.days, kinds), args.days)
         return
     data = args.data_dir or work / "data"
-    if not (data / "landing" / "catalog").is_dir():
+    if not layout.catalog_dir(data).is_dir():
         from simulator.history import generate_store
 
         started = time.perf_counter()

@@ -52,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deploy.dagster_dev import free_port, graphql, start, stop, wait_until_loaded  # noqa: E402
+from foundation import layout  # noqa: E402
 
 BIN = Path(sys.executable).parent
 REPOSITORY = "__repository__"
@@ -158,7 +159,9 @@ def new_store(root: Path) -> Path:
 def new_data_dir(root: Path, store: Path) -> Path:
     """A data dir with a new warehouse and systems over `store`'s landing zone."""
     data = Path(tempfile.mkdtemp(dir=root, prefix="data_"))
-    (data / "landing").symlink_to((store / "landing").resolve(), target_is_directory=True)
+    layout.landing_dir(data).symlink_to(
+        layout.landing_dir(store).resolve(), target_is_directory=True
+    )
     return data
 
 

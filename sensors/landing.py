@@ -20,6 +20,7 @@ from pathlib import Path
 import dagster as dg
 
 from foundation.jobs import order_to_cash_job
+from foundation.layout import zone_orders_dir
 from foundation.partitions import HISTORY_START, daily_partitions
 from resources.order_system import (
     BATCH_SUFFIXES,
@@ -361,7 +362,7 @@ def landing_zone_sensor(
     LandingCursor) keeps the days seen, a watermark of directory mtimes, and the hash of the
     (file, version) pairs of the latest days.
     """
-    orders_root = Path(order_system.landing_dir) / "orders"
+    orders_root = zone_orders_dir(Path(order_system.landing_dir))
     now = datetime.now(UTC)
     if context.cursor is None and os.environ.get(FIRST_TICK_ENV, "recent") != "all":
         # Turned on over a store with years of files: the history is a backfill's job, so the
