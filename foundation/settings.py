@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from foundation import layout
+from foundation.sqldb.connections import sqlite_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ def system_url(configured: str, env_var: str, file_name: str) -> str:
     Read when the system is called, not when definitions load: a URL may carry a password, so it
     never becomes config, and a run's config may set only `faults` (e.g. in the launchpad).
     """
-    default = f"sqlite:///{layout.systems_dir(data_dir()) / file_name}"
+    default = sqlite_url(layout.systems_dir(data_dir()) / file_name)
     return configured or os.environ.get(env_var) or default
 
 
