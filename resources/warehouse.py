@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,7 +83,7 @@ def _attach(base: duckdb.DuckDBPyConnection, path: str, alias: str) -> None:
             if attempt == ATTACH_RETRIES:
                 raise
             dg.get_dagster_logger().debug(f"{path} is locked; retrying in {delay:.1f} s")
-            threading.Event().wait(delay)
+            time.sleep(delay)
             delay *= 2
 
 
