@@ -460,6 +460,9 @@ def systems_on(kind: str, work: Path) -> Iterator[tuple[dict, dict[str, int], Pa
 
 # Within 20 % of linear (issue 18): a step's cost per order at a larger scale over the smallest's.
 LINEAR_SLACK = 1.2
+# A step with less work than this at the smallest scale gets no ratio: the empty copy's noise
+# (about ±0.5 s a step on make dev's instance) would make it up.
+COMPARABLE_S = 1.0
 
 
 def _peaks(run: dict) -> str:
@@ -514,9 +517,11 @@ def table(paths: Sequence[Path]) -> str:
     base = runs[0]
     names = [f"SF {run['scale']:g}" for run in runs]
     ratios = [f"{name} ÷ {names[0]}" for name in names[1:]]
+    base_orders = base["phases"]["backfill"]["orders"]
     lines = [
         f"Data work per order, µs (a step's time less the empty copy's); ratio to {names[0]}: "
-        f"1.00 is linear, above {LINEAR_SLACK:.2f} flagged (!)",
+        f"1.00 is linear, above {LINEAR_SLACK:.2f} flagged (!), none where the step did under "
+        f"{COMPARABLE_S:g} s of work at {names[0]}",
         "",
         "| step | " + " | ".join(names + ratios) + " |",
         "|---" * (1 + len(names) + len(ratios)) + "|",
@@ -526,7 +531,7 @@ def table(paths: Sequence[Path]) -> str:
         cells = [f"{v:,.1f}" if v is not None else "—" for v in values]
         first = values[0]
         for value in values[1:]:
-            if value is None or first is None or first <= 0:
+            if value is None or first is None or first * base_orders / 1e6 < COMPARABLE_S:
                 cells.append("—")
             else:
                 ratio = value / first
