@@ -131,6 +131,7 @@ def test_a_few_days_on_make_devs_instance_with_the_systems_on_postgres(work, sto
     assert "systems on postgres" in out
 
     table = run_bench("--table", str(figures_file))
+    assert "| step | SF 0.01, systems on postgres |" in table
     assert "| staging_orders |" in table and f"| orders | {backfill_phase['orders']} |" in table
 
 
