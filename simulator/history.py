@@ -5,7 +5,9 @@ tables are copied unchanged into landing/catalog; DuckDB joins orders with their
 28 years later and renders each order as one JSON line, date window by date window (bounded
 memory), streamed to Python in chunks; Python splits each day into batches and lands them
 atomically. store.json is written last, so its presence means the store is complete. The same
-scale factor and options always give byte-identical files.
+scale factor and options always give byte-identical files. Progress goes to `progress` as whole
+lines (no carriage returns, so a log stays readable): each window's query, and every 5 % of the
+history's orders with the day reached and the time left.
 """
 
 import shutil
@@ -50,6 +52,7 @@ DUCKDB_MEMORY_LIMIT = "2GB"
 # About this many orders per DuckDB query keeps the per-window aggregation well under the limit.
 ORDERS_PER_WINDOW = 250_000
 FETCH_ROWS = 10_000
+PROGRESS_STEPS = 20  # a line per 5 % of the history's orders
 
 # One JSON line per order, keys in contract order; DECIMAL(15,2)::VARCHAR prints two decimals.
 # Assembled by concatenation because to_json() renders decimals through binary floats (17.0).
@@ -259,11 +262,24 @@ def _windows(scale: float) -> Iterator[tuple[date, date]]:
         first = last + timedelta(days=1)
 
 
+def _shifted(tpch_day: date) -> date:
+    return tpch_day.replace(year=tpch_day.year + YEAR_SHIFT)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def _history_days(
-    con: duckdb.DuckDBPyConnection, scratch: Path, scale: float
+    con: duckdb.DuckDBPyConnection, scratch: Path, scale: float, report: Progress
 ) -> Iterator[tuple[date, list[bytes], int]]:
     """Yield (order date, JSON lines in o_orderkey order, line item count) day by day."""
-    for first, last in _windows(scale):
+    windows = list(_windows(scale))
+    for number, (first, last) in enumerate(windows, 1):
+        report(
+            f"reading the orders of {_shifted(first)} .. {_shifted(last)} with their lines "
+            f"(query {number} of {len(windows)})"
+        )
         cursor = con.execute(
             HISTORY_SQL,
             {
@@ -300,11 +316,10 @@ def _land_history(
 ) -> GenerateSummary:
     limits = KeyLimits(info.customer_count, info.part_count)
     orders = lines = files = days = corrupted = duplicated = 0
-    year = None
-    for day, records, line_count in _history_days(con, scratch, info.scale_factor):
-        if year is not None and day.year != year:
-            report(f"{year} landed: {orders:,} orders so far ({time.monotonic() - started:.1f} s)")
-        year = day.year
+    total = info.history_orders
+    landing = time.monotonic()
+    step = 1
+    for day, records, line_count in _history_days(con, scratch, info.scale_factor, report):
         result = write_day(
             data_dir,
             day,
@@ -323,6 +338,12 @@ def _land_history(
                 duplicated += 1
             else:
                 corrupted += 1
-    if year is not None:
-        report(f"{year} landed: {orders:,} orders ({time.monotonic() - started:.1f} s)")
+        if orders * PROGRESS_STEPS >= step * total:
+            now = time.monotonic()
+            left = (now - landing) * (total - orders) / orders
+            report(
+                f"landed {orders:,} of {total:,} orders ({orders / total:.0%}) through {day}: "
+                f"{_duration(now - started)} so far, about {_duration(left)} left"
+            )
+            step = orders * PROGRESS_STEPS // total + 1
     return GenerateSummary(orders, lines, files, days, corrupted, duplicated)

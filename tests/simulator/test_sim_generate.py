@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 from datetime import date, timedelta
 
@@ -7,6 +8,7 @@ import pytest
 from sim_helpers import iter_records, parse, read_lines, total_cents, tree_files
 
 from foundation.layout import CATALOG_TABLES, catalog_path, orders_dir, simulator_dir, store_path
+from simulator import history
 from simulator.cli import main
 from simulator.records import parse_record, to_json_text
 
@@ -161,3 +163,37 @@ def test_history_spans_the_whole_range(sim_store):
     assert days[-1] == date(2026, 8, 2)
     # 2,406 calendar days; SF 0.01 leaves a few of them without orders.
     assert len(days) > 2350 and days[-1] - days[0] == timedelta(days=2405)
+
+
+def test_progress_lines_name_the_work_and_the_time_left(sim_store, tmp_path, capsys, monkeypatch):
+    # Windows of 2,000 orders: eight queries at SF 0.01, each one reported, as SF 10 makes 61.
+    monkeypatch.setattr(history, "ORDERS_PER_WINDOW", 2_000)
+    data = tmp_path / "data"
+
+    assert main(["generate", "--scale", "0.01", "--data-dir", str(data)]) == 0
+
+    err = capsys.readouterr().err
+    assert "\r" not in err  # whole lines, readable in a log
+    lines = err.splitlines()
+    assert lines[0] == "running tpchgen-cli at scale factor 0.01"
+    queries = [line for line in lines if line.startswith("reading the orders of")]
+    assert queries[0] == (
+        "reading the orders of 2020-01-01 .. 2020-11-15 with their lines (query 1 of 8)"
+    )
+    assert len(queries) == 8 and queries[-1].endswith("(query 8 of 8)")
+    landed = [
+        re.fullmatch(
+            r"landed ([\d,]+) of 15,000 orders \((\d+)%\) through (\S+): "
+            r"\d+ s so far, about \d+ s left",
+            line,
+        )
+        for line in lines
+        if line.startswith("landed ")
+    ]
+    assert all(landed), lines
+    assert [int(m[2]) for m in landed] == list(range(5, 101, 5))
+    assert landed[-1][1] == "15,000" and landed[-1][3] == "2026-08-02"
+    # The same bytes as one query over the whole history (the session's store).
+    assert tree_files(data) == tree_files(sim_store)
+    for relative in tree_files(sim_store):
+        assert (data / relative).read_bytes() == (sim_store / relative).read_bytes(), relative
