@@ -7,6 +7,8 @@ for stores too large for a file per message. `SmtpNotifier` (resources/notifier_
 them through an SMTP server.
 Admin alerts can also go to a webhook (`webhook_url`). Every message has an idempotency key (e.g.
 `shipped:<order key>`); its file name and Message-ID derive from it, so sending again is a no-op.
+The local outboxes keep a key once per folder (its day; one folder for admin alerts): every key
+the pipeline makes belongs to one day, its order's.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ class MaildirNotifier(LocalNotifier):
     """Threads writing message files, a day folder each (when more than one helps: maildir.deliver)."""
 
     def _folder(self, message: Message) -> Path:
-        return self._root() / f".{_folder_name(message.kind, message.day)}"
+        return self._root() / f".{folder_name(message.kind, message.day)}"
 
     def _root(self) -> Path:
         return Path(self.outbox_dir) if self.outbox_dir else layout.outbox_dir(settings.data_dir())
@@ -242,11 +244,11 @@ class MaildirNotifier(LocalNotifier):
         for digest, key, day, kind, to, subject, body, status in items:
             if status == REJECTED:
                 continue
-            folder_name = _folder_name(kind, day)
-            folder = folders.get(folder_name)
+            where = folder_name(kind, day)
+            folder = folders.get(where)
             if folder is None:
-                path = root / f".{folder_name}"
-                folder = folders[folder_name] = (str(path), _delivered(path), [])
+                path = root / f".{where}"
+                folder = folders[where] = (str(path), _delivered(path), [])
                 pending[folder[0]] = folder[2]
             name = _file_name_of(digest)
             if name not in folder[1]:
@@ -264,7 +266,7 @@ def deliveries_frame(deliveries: Sequence[Delivery]) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(deliveries), columns=list(Delivery._fields))
 
 
-def _folder_name(kind: str, day: str) -> str:
+def folder_name(kind: str, day: str) -> str:
     """The Maildir++ folder of a message: its business day, or the admins' folder."""
     return ADMIN_FOLDER if kind == "admin_alert" else day
 

@@ -27,6 +27,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from deploy.dagster_dev import free_port
 from foundation import settings
 from foundation.sqldb.connections import sqlite_url
+from orchestration_defs.definitions import build_resources
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (
@@ -156,8 +157,9 @@ def test_outage_spans_resource_instances(kind, tmp_path):
 
 def test_admin_alert_is_sent_once_past_an_outage(kind, tmp_path):
     notifier = local_notifier(kind, tmp_path, faults=FaultInjection(down=True))
-    for _ in range(2):
-        delivery = notifier.alert("alert:stock:2026-11-24", DAY, "Stock low", "Part 7 below 10.")
+    # Admin alerts share one folder: an alert raised again on another day is not sent again.
+    for day in (DAY, "2026-11-25"):
+        delivery = notifier.alert("alert:stock:2026-11-24", day, "Stock low", "Part 7 below 10.")
         assert delivery == Delivery("alert:stock:2026-11-24", message_id(delivery.key), SENT)
     [(_, text)] = stored(kind, tmp_path)
     msg = email.message_from_bytes(text)
@@ -241,9 +243,10 @@ def test_the_sql_outbox_stores_one_row_per_message_with_its_columns(tmp_path):
     OutboxNotifier(url=sqlite_url(tmp_path / "outbox.sqlite")).send([*BATCH, BATCH[0]])
     with sqlite3.connect(tmp_path / "outbox.sqlite") as con:
         rows = con.execute(
-            "select message_key, day, kind, recipient, message_id from outbox_messages order by 1"
+            "select folder, message_key, day, kind, recipient, message_id from outbox_messages"
+            " order by 2"
         ).fetchall()
-    assert rows == sorted((m.key, m.day, m.kind, m.to, message_id(m.key)) for m in BATCH)
+    assert rows == sorted((m.day, m.key, m.day, m.kind, m.to, message_id(m.key)) for m in BATCH)
     # The documented way to read one message.
     command = [
         "sqlite3",
@@ -293,6 +296,18 @@ def test_the_outbox_setting(monkeypatch):
     monkeypatch.setenv("ORDERFLOW_OUTBOX", "mbox")
     with pytest.raises(ValueError, match=r"ORDERFLOW_OUTBOX='mbox'.*maildir or sql"):
         settings.outbox_kind()
+
+
+def test_the_code_location_picks_the_outbox_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(tmp_path))
+    for name in ("ORDERFLOW_SMTP_HOST", "ORDERFLOW_OUTBOX_URL", "ORDERFLOW_OUTBOX"):
+        monkeypatch.delenv(name, raising=False)
+    assert type(build_resources()["notifier"]) is MaildirNotifier
+    monkeypatch.setenv("ORDERFLOW_OUTBOX", "sql")
+    notifier = build_resources()["notifier"]
+    assert type(notifier) is OutboxNotifier
+    notifier.alert("run-failure:1", DAY, "Run failed", "Step x failed.")
+    assert [key for key, _ in stored("sql", tmp_path / "outbox")] == ["run-failure:1"]
 
 
 # Maildir
