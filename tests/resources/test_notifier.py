@@ -27,7 +27,6 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from deploy.dagster_dev import free_port
 from foundation import settings
 from foundation.sqldb.connections import sqlite_url
-from orchestration_defs.definitions import build_resources
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.notifier import (
@@ -299,6 +298,9 @@ def test_the_outbox_setting(monkeypatch):
 
 
 def test_the_code_location_picks_the_outbox_from_the_environment(tmp_path, monkeypatch):
+    # Here, not at the top: the processes some tests start import this module, not the assets.
+    from orchestration_defs.definitions import build_resources
+
     monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(tmp_path))
     for name in ("ORDERFLOW_SMTP_HOST", "ORDERFLOW_OUTBOX_URL", "ORDERFLOW_OUTBOX"):
         monkeypatch.delenv(name, raising=False)
