@@ -40,17 +40,16 @@ if TYPE_CHECKING:
 
 # Its own name in schema_versions: the SMTP notifier's sent log may share the database.
 SCHEMA_NAME = "outbox"
-WHERE = f"{SYSTEM} outbox"
+OUTBOX = f"{SYSTEM} outbox"
 # A row table: rows (0.6 KB of text each) are appended in the order sent. The key is unique
 # within its folder, as a Maildir's file names are: every key the pipeline makes belongs to one
 # day (its order's), and admin alerts share one folder. Indexed by folder first, a backfill's
 # keys land at the end of the index, day after day, rather than all over an index of every key
-# (which halved the rate by 1.3 M messages, and falling). SQLite keeps `bytea` bytes
-# as a BLOB.
+# (which halved the rate by 1.3 M messages, and falling). SQLite keeps `bytea` bytes as a BLOB.
 SCHEMA = (
     """create table if not exists outbox_messages (
-        folder varchar(10) not null, message_key varchar not null, day varchar(10) not null,
-        kind varchar(32) not null, recipient varchar not null, message_id varchar not null,
+        folder varchar not null, message_key varchar not null, day varchar not null,
+        kind varchar not null, recipient varchar not null, message_id varchar not null,
         message bytea not null, primary key (folder, message_key))""",
 )
 COLUMNS = ("folder", "message_key", "day", "kind", "recipient", "message_id", "message")
@@ -70,7 +69,7 @@ class OutboxNotifier(LocalNotifier):
 
     def sent_before(self, message: Message) -> bool:
         """Whether a message with this key was already sent."""
-        with read_connection(self._engine(), WHERE) as conn:
+        with read_connection(self._engine(), OUTBOX) as conn:
             found = fetch_all(
                 conn,
                 "select 1 from outbox_messages where folder = ? and message_key = ?",
@@ -95,5 +94,5 @@ class OutboxNotifier(LocalNotifier):
                     )
                     yield folders[i], key, day, kind, to, f"<{digest}@orderflow>", message
 
-        with write_transaction(self._engine(), WHERE) as conn:
+        with write_transaction(self._engine(), OUTBOX) as conn:
             insert_many(conn, "outbox_messages", COLUMNS, rows(), "on conflict do nothing")
