@@ -32,6 +32,33 @@ def system_url(configured: str, env_var: str, file_name: str) -> str:
     return configured or os.environ.get(env_var) or default
 
 
+OUTBOX_KINDS = ("maildir", "sql")
+
+
+def outbox_kind() -> str:
+    """The local outbox of the notifier: `$ORDERFLOW_OUTBOX`, `maildir` or `sql`.
+
+    Default `maildir` (a file per message, read by any mail client), or `sql` when
+    `$ORDERFLOW_OUTBOX_URL` is set (one table: resources/notifier_outbox.py, for large stores).
+    """
+    default = "sql" if os.environ.get("ORDERFLOW_OUTBOX_URL") else "maildir"
+    kind = os.environ.get("ORDERFLOW_OUTBOX", "").strip().lower() or default
+    if kind not in OUTBOX_KINDS:
+        raise ValueError(
+            f"ORDERFLOW_OUTBOX={kind!r} is not an outbox: set it to {' or '.join(OUTBOX_KINDS)}"
+        )
+    return kind
+
+
+def outbox_url(configured: str = "") -> str:
+    """The SQL outbox's URL: the configured one, else `$ORDERFLOW_OUTBOX_URL`, else a SQLite file.
+
+    The file is outbox/outbox.sqlite in the data dir, beside the Maildir folders.
+    """
+    default = sqlite_url(layout.outbox_dir(data_dir()) / "outbox.sqlite")
+    return configured or os.environ.get("ORDERFLOW_OUTBOX_URL") or default
+
+
 def retry_delay_seconds() -> float:
     """First retry delay of outside-system steps (`$ORDERFLOW_RETRY_DELAY_S`, default 2 s)."""
     return float(os.environ.get("ORDERFLOW_RETRY_DELAY_S", "2"))

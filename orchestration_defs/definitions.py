@@ -37,6 +37,7 @@ from resources.carrier import CarrierResource, LocalCarrier
 from resources.carrier_http import HttpCarrier
 from resources.inventory import SqlInventory
 from resources.notifier import MaildirNotifier, NotifierResource
+from resources.notifier_outbox import OutboxNotifier
 from resources.notifier_smtp import SmtpNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
@@ -77,6 +78,9 @@ def _notifier() -> NotifierResource:
             sent_log_url=sqlite_url(layout.systems_dir(settings.data_dir()) / "notifier.sqlite"),
             **common,
         )
+    # A Maildir for the demo (any mail client reads it); one SQL table for large stores.
+    if settings.outbox_kind() == "sql":
+        return OutboxNotifier(**common)
     return MaildirNotifier(**common)
 
 

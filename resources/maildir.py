@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -82,17 +83,21 @@ def _open_folder(folder: str) -> Iterator[tuple[int, int]]:
 
 def deliver_folder(folder: str, sender: str, items: Sequence[Item]) -> None:
     """Deliver messages into one Maildir folder: each written whole in tmp/, renamed into new/."""
+    # A tmp/ name of this writer's own: overlapping runs writing the same message would otherwise
+    # share a file, one truncating it under the other or finding it already renamed away.
+    writer = f".{os.getpid()}.{threading.get_ident()}"
     with _open_folder(folder) as (tmp, new):
         for item in items:
             name = item[0]
+            draft = name + writer
             # Plain os calls relative to the open directories: creating a file is the cost of a
             # message, and neither pathlib nor the kernel's walk of the whole path should add.
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=tmp)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=tmp)
             try:
                 os.write(fd, render(sender, item))
             finally:
                 os.close(fd)
-            os.rename(name, name, src_dir_fd=tmp, dst_dir_fd=new)
+            os.rename(draft, name, src_dir_fd=tmp, dst_dir_fd=new)
 
 
 def deliver(pending: dict[str, list[Item]], sender: str, writers: int = 1) -> None:

@@ -2,9 +2,13 @@
 
 Local default `MaildirNotifier`: a Maildir outbox under the data dir, one Maildir++ folder per
 order day (`.2026-11-24/new/...`) and one for admin alerts (`.admin`), readable by any mail client.
-`SmtpNotifier` (resources/notifier_smtp.py) sends the same messages through an SMTP server.
+`OutboxNotifier` (resources/notifier_outbox.py) keeps the same messages in one SQL table instead,
+for stores too large for a file per message. `SmtpNotifier` (resources/notifier_smtp.py) sends
+them through an SMTP server.
 Admin alerts can also go to a webhook (`webhook_url`). Every message has an idempotency key (e.g.
 `shipped:<order key>`); its file name and Message-ID derive from it, so sending again is a no-op.
+The local outboxes keep a key once per folder (its day; one folder for admin alerts): every key
+the pipeline makes belongs to one day, its order's.
 """
 
 from __future__ import annotations
@@ -157,59 +161,37 @@ class NotifierResource(dg.ConfigurableResource, ABC):
         return self.send([message])[0]
 
 
-class MaildirNotifier(NotifierResource):
-    """Messages written to a Maildir outbox under the data dir: one folder per day, one for admins."""
+class LocalNotifier(NotifierResource, ABC):
+    """A notifier keeping the messages itself, in an outbox: Message's fields go in as columns."""
 
-    outbox_dir: str = ""
-    """The Maildir root; empty: outbox/ in the data dir."""
-    writers: int = 1
-    """Threads writing message files, a day folder each (when more than one helps: maildir.deliver)."""
     faults: FaultInjection = FaultInjection()
-
-    def _folder(self, message: Message) -> Path:
-        return self._root() / f".{_folder_name(message.kind, message.day)}"
-
-    def _root(self) -> Path:
-        return Path(self.outbox_dir) if self.outbox_dir else layout.outbox_dir(settings.data_dir())
-
-    def sent_before(self, message: Message) -> bool:
-        """Whether a message with this key was already sent."""
-        return file_name(message.key) in _delivered(self._folder(message))
 
     def send(self, messages: Sequence[Message]) -> list[Delivery]:
         """Send each message not sent before; return a delivery per message, in order."""
         columns = [list(column) for column in zip(*messages, strict=True)]
         if not columns:  # still a call: an injected outage fails it
             columns = [[] for _ in Message._fields]
-        return list(map(Delivery._make, zip(*self._deliver(*columns), strict=True)))
+        return list(map(Delivery._make, zip(*self._deliver(columns), strict=True)))
 
     def _send_alert(self, message: Message) -> Delivery:
         columns = [[field] for field in message]
-        return Delivery._make(next(zip(*self._deliver(*columns, faults=False), strict=True)))
+        return Delivery._make(next(zip(*self._deliver(columns, faults=False), strict=True)))
 
     def send_frame(self, messages: pd.DataFrame) -> pd.DataFrame:
         """The bulk form of `send`: Message's fields as columns in, Delivery's fields out."""
         import pandas as pd
 
         columns = [messages[field].tolist() for field in Message._fields]
-        return pd.DataFrame(dict(zip(Delivery._fields, self._deliver(*columns), strict=True)))
+        return pd.DataFrame(dict(zip(Delivery._fields, self._deliver(columns), strict=True)))
 
-    def _deliver(
-        self,
-        keys: list[str],
-        days: list[str],
-        kinds: list[str],
-        tos: list[str],
-        subjects: list[str],
-        bodies: list[str],
-        faults: bool = True,
-    ) -> tuple[list, list, list, list]:
+    def _deliver(self, columns: list[list], faults: bool = True) -> tuple[list, list, list, list]:
         """Deliver the messages given as columns (past injected faults if not `faults`)."""
         # Columns, not objects: a backfill sends 1.7 M messages, and objects built and taken apart
-        # per message cost a large share of the file creations' time (bench/RESULTS.md, issue 17).
-        root = self._root()
+        # per message cost a large share of a Maildir file creation's time (bench/RESULTS.md,
+        # issue 17).
+        keys, tos = columns[0], columns[3]
         refused = (
-            set(inject(SYSTEM, self.faults, root / ".faults").reject_keys) if faults else set()
+            set(inject(SYSTEM, self.faults, self._fault_state()).reject_keys) if faults else set()
         )
         digests = [_digest(key) for key in keys]
         message_ids = [_message_id_of(digest) for digest in digests]
@@ -219,18 +201,54 @@ class MaildirNotifier(NotifierResource):
             if key in refused:
                 statuses[index] = REJECTED
                 details[index] = f"recipient {tos[index]} rejected the message (injected bounce)"
+        if keys:
+            self._store(digests, columns, statuses)
+        return keys, message_ids, statuses, details
+
+    @abstractmethod
+    def _fault_state(self) -> Path:
+        """Where the count of injected failing calls (`faults.outage_calls`) is kept."""
+
+    @abstractmethod
+    def _store(self, digests: list[str], columns: list[list], statuses: list[str]) -> None:
+        """Keep each message whose status is SENT, once per key; `columns` are Message's fields."""
+
+
+class MaildirNotifier(LocalNotifier):
+    """Messages written to a Maildir outbox under the data dir: one folder per day, one for admins."""
+
+    outbox_dir: str = ""
+    """The Maildir root; empty: outbox/ in the data dir."""
+    writers: int = 1
+    """Threads writing message files, a day folder each (when more than one helps: maildir.deliver)."""
+
+    def _folder(self, message: Message) -> Path:
+        return self._root() / f".{folder_name(message.kind, message.day)}"
+
+    def _root(self) -> Path:
+        return Path(self.outbox_dir) if self.outbox_dir else layout.outbox_dir(settings.data_dir())
+
+    def _fault_state(self) -> Path:
+        return self._root() / ".faults"
+
+    def sent_before(self, message: Message) -> bool:
+        """Whether a message with this key was already sent."""
+        return file_name(message.key) in _delivered(self._folder(message))
+
+    def _store(self, digests: list[str], columns: list[list], statuses: list[str]) -> None:
+        root = self._root()
         # Folder paths as plain strings, each listed once per call.
         folders: dict[str, tuple[str, set[str], list[maildir.Item]]] = {}
         pending: dict[str, list[maildir.Item]] = {}
-        items = zip(digests, keys, days, kinds, tos, subjects, bodies, statuses, strict=True)
+        items = zip(digests, *columns, statuses, strict=True)
         for digest, key, day, kind, to, subject, body, status in items:
             if status == REJECTED:
                 continue
-            folder_name = _folder_name(kind, day)
-            folder = folders.get(folder_name)
+            where = folder_name(kind, day)
+            folder = folders.get(where)
             if folder is None:
-                path = root / f".{folder_name}"
-                folder = folders[folder_name] = (str(path), _delivered(path), [])
+                path = root / f".{where}"
+                folder = folders[where] = (str(path), _delivered(path), [])
                 pending[folder[0]] = folder[2]
             name = _file_name_of(digest)
             if name not in folder[1]:
@@ -239,7 +257,6 @@ class MaildirNotifier(NotifierResource):
         maildir.deliver(
             {path: todo for path, todo in pending.items() if todo}, self.sender, self.writers
         )
-        return keys, message_ids, statuses, details
 
 
 def deliveries_frame(deliveries: Sequence[Delivery]) -> pd.DataFrame:
@@ -249,7 +266,7 @@ def deliveries_frame(deliveries: Sequence[Delivery]) -> pd.DataFrame:
     return pd.DataFrame.from_records(list(deliveries), columns=list(Delivery._fields))
 
 
-def _folder_name(kind: str, day: str) -> str:
+def folder_name(kind: str, day: str) -> str:
     """The Maildir++ folder of a message: its business day, or the admins' folder."""
     return ADMIN_FOLDER if kind == "admin_alert" else day
 

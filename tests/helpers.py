@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
+from foundation import settings
 from foundation.jobs import order_to_cash_job
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
 from foundation.settings import PROJECT_ROOT
@@ -19,6 +20,7 @@ from resources.carrier import LocalCarrier
 from resources.faults import FaultInjection
 from resources.inventory import SqlInventory
 from resources.notifier import MaildirNotifier
+from resources.notifier_outbox import OutboxNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
 from resources.warehouse import WarehouseResource
@@ -68,12 +70,19 @@ def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -
         "carrier": LocalCarrier(
             url=sqlite_url(systems / "carrier.sqlite"), faults=fault("carrier")
         ),
-        "notifier": MaildirNotifier(outbox_dir=str(data / "outbox"), faults=fault("notifier")),
+        "notifier": local_notifier(data, fault("notifier")),
         "reports": ReportStore(directory=str(data / "reports")),
         "accounting": SqlAccounting(
             url=sqlite_url(systems / "accounting.sqlite"), faults=fault("accounting")
         ),
     }
+
+
+def local_notifier(data: Path, faults: FaultInjection) -> MaildirNotifier | OutboxNotifier:
+    """The data dir's outbox, of the kind `$ORDERFLOW_OUTBOX` picks (as the code location does)."""
+    if settings.outbox_kind() == "sql":
+        return OutboxNotifier(url=sqlite_url(data / "outbox" / "outbox.sqlite"), faults=faults)
+    return MaildirNotifier(outbox_dir=str(data / "outbox"), faults=faults)
 
 
 def partition_kwargs(start: str, end: str | None) -> dict:

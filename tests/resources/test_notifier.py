@@ -5,6 +5,12 @@ from __future__ import annotations
 import email
 import json
 import mailbox
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +25,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from deploy.dagster_dev import free_port
+from foundation import settings
 from foundation.sqldb.connections import sqlite_url
 from resources import maildir
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
@@ -26,15 +33,21 @@ from resources.notifier import (
     REJECTED,
     SENT,
     Delivery,
+    LocalNotifier,
     MaildirNotifier,
     Message,
     deliveries_frame,
     file_name,
     message_id,
+    render,
 )
+from resources.notifier_outbox import OutboxNotifier
 from resources.notifier_smtp import SmtpNotifier
+from tests.postgres import new_database
 
 DAY = "2026-11-24"
+SENDER = "Orderflow <orders@orderflow.example>"
+ROOT = Path(__file__).resolve().parents[2]
 BATCH = [
     Message(
         "shipped:101", DAY, "shipment", "Ann <ann@example.com>", "Order 101 shipped", "Line 1\nL2"
@@ -46,6 +59,257 @@ BATCH = [
 
 def files(folder: Path) -> list[Path]:
     return sorted(path for sub in ("new", "cur") for path in (folder / sub).iterdir())
+
+
+# The local outboxes, Maildir and SQL: the contract
+
+
+@pytest.fixture(params=["maildir", "sql"])
+def kind(request) -> str:
+    return request.param
+
+
+def local_notifier(kind: str, where: Path, **kwargs) -> LocalNotifier:
+    """The outbox of this kind in the folder `where` (the SQL one in its outbox.sqlite)."""
+    if kind == "maildir":
+        return MaildirNotifier(outbox_dir=str(where), **kwargs)
+    return OutboxNotifier(url=sqlite_url(where / "outbox.sqlite"), **kwargs)
+
+
+def stored(kind: str, where: Path) -> list[tuple[str, bytes]]:
+    """Every message the outbox keeps, as (key, text), in key order."""
+    if kind == "maildir":
+        texts = [path.read_bytes() for path in [*where.glob(".*/new/*"), *where.glob(".*/cur/*")]]
+        return sorted((email.message_from_bytes(t)["X-Orderflow-Key"], t) for t in texts)
+    with sqlite3.connect(where / "outbox.sqlite") as con:
+        return con.execute("select message_key, message from outbox_messages order by 1").fetchall()
+
+
+def mails(first: int, count: int) -> list[Message]:
+    return [
+        Message(
+            f"shipped:{n}", DAY, "shipment", f"c{n}@example.com", f"Order {n}", f"Dear c{n},\nok"
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def texts(messages: list[Message]) -> list[tuple[str, bytes]]:
+    """The messages as an outbox should keep them: each key once, rendered."""
+    unique = {m.key: render(m, SENDER) for m in messages}
+    return sorted(unique.items())
+
+
+def test_sending_again_is_a_no_op(kind, tmp_path):
+    for _ in range(3):
+        deliveries = local_notifier(kind, tmp_path).send([*BATCH, BATCH[0]])
+        assert deliveries == [Delivery(m.key, message_id(m.key), SENT) for m in [*BATCH, BATCH[0]]]
+    assert stored(kind, tmp_path) == texts(BATCH)
+
+
+def test_sent_before(kind, tmp_path):
+    notifier = local_notifier(kind, tmp_path)
+    assert not notifier.sent_before(BATCH[0])
+    notifier.send(BATCH[:1])
+    assert notifier.sent_before(BATCH[0]) and not notifier.sent_before(BATCH[1])
+
+
+def test_rejected_key_stores_nothing(kind, tmp_path):
+    faults = FaultInjection(reject_keys=["backorder:102"])
+    deliveries = local_notifier(kind, tmp_path, faults=faults).send(BATCH)
+    assert [d.status for d in deliveries] == [SENT, REJECTED, SENT]
+    assert "injected bounce" in deliveries[1].detail
+    assert stored(kind, tmp_path) == texts([BATCH[0], BATCH[2]])
+
+
+def test_frame_of_messages_is_sent_like_the_list(kind, tmp_path):
+    """send_frame: the same messages and deliveries as send, rejections and repeats included."""
+    faults = FaultInjection(reject_keys=["backorder:102"])
+    by_list = local_notifier(kind, tmp_path / "list", faults=faults)
+    by_frame = local_notifier(kind, tmp_path / "frame", faults=faults)
+    batch = [*BATCH, BATCH[0]]
+    frame = pd.DataFrame(batch, columns=list(Message._fields))
+    expected = deliveries_frame(by_list.send(batch))
+    for _ in range(2):
+        pd.testing.assert_frame_equal(by_frame.send_frame(frame), expected)
+    assert expected["status"].tolist() == [SENT, REJECTED, SENT, SENT]
+    assert stored(kind, tmp_path / "frame") == stored(kind, tmp_path / "list")
+    assert len(stored(kind, tmp_path / "frame")) == 2
+    assert by_frame.send_frame(frame.iloc[:0]).columns.tolist() == list(Delivery._fields)
+
+
+def test_down_is_unavailable(kind, tmp_path):
+    notifier = local_notifier(kind, tmp_path, faults=FaultInjection(down=True))
+    with pytest.raises(SystemUnavailable, match="notifier is down"):
+        notifier.send(BATCH)
+    assert not (tmp_path / f".{DAY}").exists() and not (tmp_path / "outbox.sqlite").exists()
+
+
+def test_outage_spans_resource_instances(kind, tmp_path):
+    faults = FaultInjection(outage_calls=2)
+    for _ in range(2):
+        with pytest.raises(SystemUnavailable, match="injected outage"):
+            local_notifier(kind, tmp_path, faults=faults).send(BATCH)
+    deliveries = local_notifier(kind, tmp_path, faults=faults).send(BATCH)
+    assert [d.status for d in deliveries] == [SENT] * 3
+
+
+def test_admin_alert_is_sent_once_past_an_outage(kind, tmp_path):
+    notifier = local_notifier(kind, tmp_path, faults=FaultInjection(down=True))
+    # Admin alerts share one folder: an alert raised again on another day is not sent again.
+    for day in (DAY, "2026-11-25"):
+        delivery = notifier.alert("alert:stock:2026-11-24", day, "Stock low", "Part 7 below 10.")
+        assert delivery == Delivery("alert:stock:2026-11-24", message_id(delivery.key), SENT)
+    [(_, text)] = stored(kind, tmp_path)
+    msg = email.message_from_bytes(text)
+    assert (msg["To"], msg["Subject"]) == ("ops@orderflow.example", "[orderflow] Stock low")
+    assert msg["X-Orderflow-Kind"] == "admin_alert"
+
+
+CHILD = """
+import os, signal, sys
+from pathlib import Path
+from resources import maildir
+from tests.resources.test_notifier import local_notifier, mails
+
+kind, where, calls, kill_at = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+render, rendered = maildir.render, 0
+
+
+def render_then_die(*args):
+    global rendered
+    rendered += 1
+    if rendered == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # as `kill -9` would, in the middle of a call
+    return render(*args)
+
+
+maildir.render = render_then_die
+for call in range(calls):
+    local_notifier(kind, where).send(mails(call * 2_000, 2_000))
+"""
+
+
+def send_in_process(kind: str, where: Path, calls: int, kill_at: int = 0) -> subprocess.Popen:
+    """A Python process sending `calls` calls of 2,000 new messages; SIGKILLed at render `kill_at`."""
+    command = [sys.executable, "-c", CHILD, kind, str(where), str(calls), str(kill_at)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def test_processes_sending_the_same_messages_at_once_store_each_once(kind, tmp_path):
+    children = [send_in_process(kind, tmp_path, 3) for _ in range(2)]
+    for child in children:
+        assert child.wait(timeout=120) == 0, child.stderr.read()
+    deliveries = local_notifier(kind, tmp_path).send(mails(0, 6_000))
+    assert {d.status for d in deliveries} == {SENT}
+    assert stored(kind, tmp_path) == texts(mails(0, 6_000))
+
+
+def test_a_process_killed_mid_send_leaves_whole_messages_and_a_resend_completes(kind, tmp_path):
+    """Killed in the middle of its second call: nothing half-written; sending again completes."""
+    child = send_in_process(kind, tmp_path, 3, kill_at=3_000)
+    assert child.wait(timeout=120) == -signal.SIGKILL, child.stderr.read()
+    expected = dict(texts(mails(0, 6_000)))
+    left = stored(kind, tmp_path)
+    # The first call is kept; of the second, the SQL outbox keeps nothing (a call is one
+    # transaction) and the Maildir the files it had finished.
+    assert {m.key for m in mails(0, 2_000)} <= {key for key, _ in left}
+    assert len(left) == 2_000 if kind == "sql" else 2_000 <= len(left) < 3_000
+    assert all(text == expected[key] for key, text in left)
+    deliveries = local_notifier(kind, tmp_path).send(mails(0, 6_000))
+    assert {d.status for d in deliveries} == {SENT}
+    assert stored(kind, tmp_path) == sorted(expected.items())
+
+
+def test_the_sql_outbox_keeps_the_maildir_text(tmp_path):
+    """Byte for byte the Maildir file: headers cleaned, 8-bit body, line ends made CRLF."""
+    batch = [
+        *BATCH,
+        Message("k:1", DAY, "shipment", "ann@example.com\r\nCc: z@y", "Hi\r\nBcc: x@y", "b"),
+        Message(
+            "shipped:104", DAY, "shipment", "Zoë <zoe@example.com>", "Grüße", "Grüße,\rZoë\r\n"
+        ),
+        Message("alert:1", "2026-11-25", "admin_alert", "ops@example.com", "Alert", "Down."),
+    ]
+    for kind in ("maildir", "sql"):
+        local_notifier(kind, tmp_path / kind).send(batch)
+    assert stored("sql", tmp_path / "sql") == stored("maildir", tmp_path / "maildir")
+    assert len(stored("sql", tmp_path / "sql")) == len(batch)
+
+
+def test_the_sql_outbox_stores_one_row_per_message_with_its_columns(tmp_path):
+    OutboxNotifier(url=sqlite_url(tmp_path / "outbox.sqlite")).send([*BATCH, BATCH[0]])
+    with sqlite3.connect(tmp_path / "outbox.sqlite") as con:
+        rows = con.execute(
+            "select folder, message_key, day, kind, recipient, message_id from outbox_messages"
+            " order by 2"
+        ).fetchall()
+    assert rows == sorted((m.day, m.key, m.day, m.kind, m.to, message_id(m.key)) for m in BATCH)
+    # The documented way to read one message.
+    command = [
+        "sqlite3",
+        str(tmp_path / "outbox.sqlite"),
+        "select message from outbox_messages where message_key = 'shipped:101'",
+    ]
+    if shutil.which("sqlite3"):
+        shown = subprocess.run(command, capture_output=True, check=True).stdout
+        assert shown == render(BATCH[0], SENDER) + b"\n"
+
+
+def test_the_sql_outbox_in_the_data_dir_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ORDERFLOW_OUTBOX_URL", raising=False)
+    OutboxNotifier().send(BATCH)
+    assert stored("sql", tmp_path / "outbox") == texts(BATCH)
+
+
+def test_the_sql_outbox_on_postgres(postgres_server):
+    name = new_database(postgres_server, "outbox")
+    notifier = OutboxNotifier(
+        url=postgres_server.url(name), faults=FaultInjection(reject_keys=["refund:103"])
+    )
+    batch = [*BATCH, BATCH[0], *mails(1_000, 300)]
+    frame = pd.DataFrame(batch, columns=list(Message._fields))
+    first = notifier.send_frame(frame)
+    assert first["status"].tolist() == [SENT, SENT, REJECTED, SENT] + [SENT] * 300
+    pd.testing.assert_frame_equal(notifier.send_frame(frame), first)
+    assert notifier.sent_before(BATCH[0]) and not notifier.sent_before(BATCH[2])
+    rows = postgres_server.query(
+        name, "select message_key, message from outbox_messages order by message_key"
+    )
+    assert [(key, bytes(text)) for key, text in rows] == texts([*BATCH[:2], *mails(1_000, 300)])
+
+
+def test_the_outbox_setting(monkeypatch):
+    monkeypatch.delenv("ORDERFLOW_OUTBOX_URL", raising=False)
+    monkeypatch.delenv("ORDERFLOW_OUTBOX", raising=False)
+    assert settings.outbox_kind() == "maildir"
+    monkeypatch.setenv("ORDERFLOW_OUTBOX_URL", "postgresql+psycopg2://h/outbox")
+    assert (settings.outbox_kind(), settings.outbox_url()) == (
+        "sql",
+        "postgresql+psycopg2://h/outbox",
+    )
+    monkeypatch.setenv("ORDERFLOW_OUTBOX", "Maildir")
+    assert settings.outbox_kind() == "maildir"
+    monkeypatch.setenv("ORDERFLOW_OUTBOX", "mbox")
+    with pytest.raises(ValueError, match=r"ORDERFLOW_OUTBOX='mbox'.*maildir or sql"):
+        settings.outbox_kind()
+
+
+def test_the_code_location_picks_the_outbox_from_the_environment(tmp_path, monkeypatch):
+    # Here, not at the top: the processes some tests start import this module, not the assets.
+    from orchestration_defs.definitions import build_resources
+
+    monkeypatch.setenv("ORDERFLOW_DATA_DIR", str(tmp_path))
+    for name in ("ORDERFLOW_SMTP_HOST", "ORDERFLOW_OUTBOX_URL", "ORDERFLOW_OUTBOX"):
+        monkeypatch.delenv(name, raising=False)
+    assert type(build_resources()["notifier"]) is MaildirNotifier
+    monkeypatch.setenv("ORDERFLOW_OUTBOX", "sql")
+    notifier = build_resources()["notifier"]
+    assert type(notifier) is OutboxNotifier
+    notifier.alert("run-failure:1", DAY, "Run failed", "Step x failed.")
+    assert [key for key, _ in stored("sql", tmp_path / "outbox")] == ["run-failure:1"]
 
 
 # Maildir
@@ -124,14 +388,6 @@ def test_maildir_admin_alert_goes_to_the_admin_folder(tmp_path):
     assert not (outbox / f".{DAY}").exists()
 
 
-def test_maildir_sending_again_is_a_no_op(tmp_path):
-    outbox = tmp_path / "outbox"
-    for _ in range(3):
-        deliveries = MaildirNotifier(outbox_dir=str(outbox)).send(BATCH + BATCH[:1])
-        assert [d.status for d in deliveries] == [SENT] * 4
-    assert len(files(outbox / f".{DAY}")) == len(BATCH)
-
-
 def test_maildir_message_read_by_a_client_is_not_sent_again(tmp_path):
     outbox = tmp_path / "outbox"
     notifier = MaildirNotifier(outbox_dir=str(outbox))
@@ -141,50 +397,6 @@ def test_maildir_message_read_by_a_client_is_not_sent_again(tmp_path):
     (folder / "new" / name).rename(folder / "cur" / f"{name}:2,S")
     assert notifier.send(BATCH[:1])[0].status == SENT
     assert [p.name for p in files(folder)] == [f"{name}:2,S"]
-
-
-def test_maildir_rejected_key_writes_no_file(tmp_path):
-    outbox = tmp_path / "outbox"
-    faults = FaultInjection(reject_keys=["backorder:102"])
-    deliveries = MaildirNotifier(outbox_dir=str(outbox), faults=faults).send(BATCH)
-    assert [d.status for d in deliveries] == [SENT, REJECTED, SENT]
-    assert "injected bounce" in deliveries[1].detail
-    assert file_name("backorder:102") not in {p.name for p in files(outbox / f".{DAY}")}
-    assert len(files(outbox / f".{DAY}")) == 2
-
-
-def test_maildir_frame_of_messages_is_sent_like_the_list(tmp_path):
-    """send_frame: the same files and deliveries as send, rejections and repeats included."""
-    faults = FaultInjection(reject_keys=["backorder:102"])
-    by_list = MaildirNotifier(outbox_dir=str(tmp_path / "list"), faults=faults)
-    by_frame = MaildirNotifier(outbox_dir=str(tmp_path / "frame"), faults=faults)
-    batch = [*BATCH, BATCH[0]]
-    frame = pd.DataFrame(batch, columns=list(Message._fields))
-    expected = deliveries_frame(by_list.send(batch))
-    for _ in range(2):
-        pd.testing.assert_frame_equal(by_frame.send_frame(frame), expected)
-    assert expected["status"].tolist() == [SENT, REJECTED, SENT, SENT]
-    assert [p.name for p in files(tmp_path / "frame" / f".{DAY}")] == [
-        p.name for p in files(tmp_path / "list" / f".{DAY}")
-    ]
-    assert len(files(tmp_path / "frame" / f".{DAY}")) == 2
-    assert by_frame.send_frame(frame.iloc[:0]).columns.tolist() == list(Delivery._fields)
-
-
-def test_maildir_down_is_unavailable(tmp_path):
-    notifier = MaildirNotifier(outbox_dir=str(tmp_path), faults=FaultInjection(down=True))
-    with pytest.raises(SystemUnavailable, match="notifier is down"):
-        notifier.send(BATCH)
-    assert not (tmp_path / f".{DAY}").exists()
-
-
-def test_maildir_outage_spans_resource_instances(tmp_path):
-    faults = FaultInjection(outage_calls=2)
-    for _ in range(2):
-        with pytest.raises(SystemUnavailable, match="injected outage"):
-            MaildirNotifier(outbox_dir=str(tmp_path), faults=faults).send(BATCH)
-    deliveries = MaildirNotifier(outbox_dir=str(tmp_path), faults=faults).send(BATCH)
-    assert [d.status for d in deliveries] == [SENT] * 3
 
 
 def test_maildir_header_injection_adds_no_header(tmp_path):
