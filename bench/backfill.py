@@ -65,7 +65,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from foundation import layout  # noqa: E402
+from foundation import layout, settings  # noqa: E402
 
 HISTORY = ("2020-01-01", "2026-08-02")
 # What an invocation leaves under the work dir, by name prefix; `--clean` deletes these.
@@ -749,7 +749,9 @@ def main() -> None:
         "instance": disk_mb(instance_home or Path(results["backfill"]["instance_dir"])),
     }
     disk["data dir"] = disk_mb(run_dir) + disk["landing"]
-    floor = None if args.no_maildir_floor else run_phase("maildir", run_dir, work)
+    # The SQL outbox writes no files, so a file-system floor says nothing about it.
+    maildir = settings.outbox_kind() == "maildir"
+    floor = run_phase("maildir", run_dir, work) if maildir and not args.no_maildir_floor else None
     orders = results["backfill"]["orders"]
     tags = range_tags(args.days)
     figures_file = args.json or work / f"result-{time.time_ns()}.json"
