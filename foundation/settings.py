@@ -45,3 +45,23 @@ def retry_max() -> int:
 def ui_url() -> str:
     """The Dagster UI's address, for links in alerts (`$ORDERFLOW_UI_URL`)."""
     return os.environ.get("ORDERFLOW_UI_URL", "http://127.0.0.1:3000").rstrip("/")
+
+
+def max_concurrent_steps() -> int:
+    """Steps of a multi-day run that run at once (`$ORDERFLOW_MAX_CONCURRENT`, default 2).
+
+    Each runs in a process of its own; 1 runs every run's steps one after another, in-process.
+    """
+    return _whole_number("ORDERFLOW_MAX_CONCURRENT", "2", "steps at once (1: one after another)")
+
+
+def parallel_from_days() -> int:
+    """Runs over at least this many days run steps in parallel (`$ORDERFLOW_PARALLEL_FROM_DAYS`)."""
+    return _whole_number("ORDERFLOW_PARALLEL_FROM_DAYS", "2", "days")
+
+
+def _whole_number(name: str, default: str, unit: str) -> int:
+    text = os.environ.get(name, default)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{name}={text!r}: give a whole number of {unit}, 1 or more")
+    return int(text)
