@@ -110,10 +110,14 @@ def _lock_file(path: str, timeout: float) -> int:
     """Take `<path>.lock` exclusively, waiting up to `timeout` s; the open descriptor holds it."""
     lock_path = f"{path}.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = time.monotonic() - started
+            if waited >= LOCK_POLL_SECONDS:  # a step's bar in the timeline includes its waits
+                dg.get_dagster_logger().debug(f"Waited {waited:.2f} s for the warehouse {path}")
             return fd
         except BlockingIOError:
             if time.monotonic() >= deadline:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,8 @@ def test_a_range_run_overlaps_its_branches_with_the_same_effects(
             text=True,
             check=False,
             timeout=600,
+            # Six weeks run in parallel when the code location is set so (default: over a year).
+            env={**os.environ, "ORDERFLOW_PARALLEL_FROM_DAYS": "7"},
         )
         assert done.returncode == 0, done.stderr[-4000:]
         runs.append(done.stdout.strip().splitlines()[-1])

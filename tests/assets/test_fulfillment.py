@@ -237,7 +237,7 @@ def test_two_overlapping_runs_make_one_set_of_effects(copy_of_staged, tmp_path):
     assert max(first for first, _ in spans) < min(last for _, last in spans), (
         f"the runs did not overlap; (first step start, last step end) of each: {spans}"
     )
-    # A run of the whole range after both changes nothing.
+    # After both, and a run of the whole range: one effect per fact.
     assert fulfill(data, WEEKS_START, WEEKS_END).success
     effects = side_effects(data)
     lines = query(
