@@ -64,6 +64,15 @@ def parallel_from_days() -> int:
     return _whole_number("ORDERFLOW_PARALLEL_FROM_DAYS", "366", "days")
 
 
+def warehouse_pool() -> str | None:
+    """One pool for every warehouse step (`$ORDERFLOW_WAREHOUSE_POOL`), else a pool per step.
+
+    For a warehouse file on a network volume that run pods on several machines mount, whose
+    file locks are not to be trusted: the pool's one slot then keeps the writers apart.
+    """
+    return os.environ.get("ORDERFLOW_WAREHOUSE_POOL") or None
+
+
 def _whole_number(name: str, default: str, unit: str) -> int:
     text = os.environ.get(name, default)
     if not text.strip().isdigit() or int(text) < 1:

@@ -31,6 +31,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from foundation import settings
 from foundation.registry import ANALYTICS, FULFILLMENT, STAGING
 
 # Schemas are identifiers owned by the code, one per layer (DESIGN.md "Warehouse").
@@ -173,8 +174,10 @@ def step_pool(step: str) -> str:
     lock cannot: a step's read, outside-system calls and write-back, which take the lock apart,
     never interleave with the same step of an overlapping run (whose write would otherwise be
     overwritten by a result computed from older inputs). Different steps run side by side.
+    `$ORDERFLOW_WAREHOUSE_POOL` puts every step in one pool instead, where the lock file cannot
+    be trusted (a network volume mounted on several machines).
     """
-    return f"duckdb-{step}"
+    return settings.warehouse_pool() or f"duckdb-{step}"
 
 
 class WarehouseResource(DuckDBResource):

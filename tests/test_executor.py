@@ -73,6 +73,35 @@ def steps_and_engine(instance: dg.DagsterInstance, run_id: str):
     return {key: (min(t), max(t)) for key, t in times.items()}, engine
 
 
+# The pool of every step of the code location's jobs, as the definitions load in a new process.
+POOLS = """
+import json
+from orchestration_defs.definitions import defs
+print(json.dumps({node.name: node.definition.pool for job in ("order_to_cash_job", "analytics_job")
+                  for node in defs.resolve_job_def(job).graph.nodes}))
+"""
+
+
+def _pools(**environment: str) -> dict[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", POOLS],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **environment},
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_each_warehouse_step_has_its_own_pool_or_all_share_the_one_named():
+    """Steps of a run use different pools (so they can overlap); the same step of two runs shares one."""
+    own = _pools()
+    assert len(own) == 18
+    assert own == {step: f"duckdb-{step}" for step in own}
+    assert set(_pools(ORDERFLOW_WAREHOUSE_POOL="duckdb").values()) == {"duckdb"}
+
+
 def test_run_days_counts_a_ranges_days_and_one_for_the_rest():
     assert run_days({RANGE_START_TAG: "2021-01-04", RANGE_END_TAG: "2021-01-10"}) == 7
     assert run_days({RANGE_START_TAG: "2021-01-04", RANGE_END_TAG: "2021-01-04"}) == 1
