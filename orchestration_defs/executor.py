@@ -2,8 +2,9 @@
 
 A day's run (the schedule, the landing-zone sensor, one partition launched from the UI) is a chain
 of short steps, and a process per step costs more than the steps: they run one after another in
-the run's process. A run over a range of days (a backfill's single run, an analytics catch-up)
-runs up to `max_concurrent` steps at once, each in a process of its own forked from a server that
+the run's process, as do ranges shorter than `parallel_from_days` (measured in README, "Which runs
+run steps in parallel"). A longer range (a backfill's single run, its analytics catch-up) runs up
+to `max_concurrent` steps at once, each in a process of its own forked from a server that
 imported the code once: the graph's branches (back-order notices beside invoices, e-mails beside
 ledger postings, the marts) overlap, waiting for each other only for the warehouse's brief reads
 and writes (resources/warehouse.py), and the timeline in the UI shows them side by side.
