@@ -72,3 +72,36 @@ def retry_max() -> int:
 def ui_url() -> str:
     """The Dagster UI's address, for links in alerts (`$ORDERFLOW_UI_URL`)."""
     return os.environ.get("ORDERFLOW_UI_URL", "http://127.0.0.1:3000").rstrip("/")
+
+
+def max_concurrent_steps() -> int:
+    """Steps of a multi-day run that run at once (`$ORDERFLOW_MAX_CONCURRENT`, default 2).
+
+    Each runs in a process of its own; 1 runs every run's steps one after another, in-process.
+    """
+    return _whole_number("ORDERFLOW_MAX_CONCURRENT", "2", "steps at once (1: one after another)")
+
+
+def parallel_from_days() -> int:
+    """Runs over at least this many days run steps in parallel (`$ORDERFLOW_PARALLEL_FROM_DAYS`).
+
+    Default 366, backfills of more than a year: a process per step costs ~0.5-3 s on 2 cores, more
+    than a shorter range's steps gain by overlapping (README, "Which runs run steps in parallel").
+    """
+    return _whole_number("ORDERFLOW_PARALLEL_FROM_DAYS", "366", "days")
+
+
+def warehouse_pool() -> str | None:
+    """One pool for every warehouse step (`$ORDERFLOW_WAREHOUSE_POOL`), else a pool per step.
+
+    For a warehouse file on a network volume that run pods on several machines mount, whose
+    file locks are not to be trusted: the pool's one slot then keeps the writers apart.
+    """
+    return os.environ.get("ORDERFLOW_WAREHOUSE_POOL") or None
+
+
+def _whole_number(name: str, default: str, unit: str) -> int:
+    text = os.environ.get(name, default)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"{name}={text!r}: give a whole number of {unit}, 1 or more")
+    return int(text)

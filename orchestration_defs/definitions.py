@@ -31,6 +31,7 @@ from foundation.jobs import (
 )
 from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.automation import with_automation
+from orchestration_defs.executor import by_run_length_executor
 from orchestration_defs.schedules import order_to_cash_schedule
 from resources.accounting import SqlAccounting
 from resources.carrier import CarrierResource, LocalCarrier
@@ -133,8 +134,7 @@ defs = with_automation(
             landing_zone_sensor,
         ],
         resources=build_resources(),
-        # Every step writes the one DuckDB file, whose single writer the "duckdb" pool
-        # serialises anyway; running steps in-process saves a process start per step.
-        executor=dg.in_process_executor,
+        # A day's run in-process, a range's steps in parallel processes (orchestration_defs/executor.py).
+        executor=by_run_length_executor,
     )
 )

@@ -1,16 +1,22 @@
 """The warehouse: a DuckDB database reached through dagster-duckdb's `DuckDBResource`.
 
 Assets open one connection per step (two where a step calls an outside system between reading and
-writing) and hold it no longer than that, so that the single DuckDB writer is released for the
-next run; `transaction()` makes a partition's replace atomic.
+writing) and hold it no longer than that; `transaction()` makes a partition's replace atomic.
 
 A local file is attached to one in-memory DuckDB per process and detached when its last
 connection closes: starting a DuckDB database costs ~20 ms (its built-in extensions load), an
 ATTACH ~3 ms, and DETACH checkpoints and releases the file's lock as closing would.
+
+DuckDB lets one process at a time open a file (it refuses the others rather than waiting), so
+a process holds an exclusive `flock` on `<file>.lock` exactly while it has the file attached:
+step processes of parallel branches and of overlapping runs wait their turn for the brief reads
+and writes, and call the outside systems meanwhile. The kernel releases the lock when its holder
+exits, killed or not, so a dead run never blocks the warehouse.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import os
@@ -25,29 +31,37 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from foundation import settings
 from foundation.registry import ANALYTICS, FULFILLMENT, STAGING
 
 # Schemas are identifiers owned by the code, one per layer (DESIGN.md "Warehouse").
 SCHEMAS = (STAGING, FULFILLMENT, ANALYTICS)
 
-# Another process holding the file's lock: wait for it as dagster-duckdb's get_connection does.
+# A program other than this resource (a DuckDB shell, say) holding the file: wait for it as
+# dagster-duckdb's get_connection does.
 ATTACH_RETRIES = 10
+# How often a process waiting for the lock file tries again (a step's turn starts within this).
+LOCK_POLL_SECONDS = 0.02
 
 
 class _Attachments:
     """One process's in-memory DuckDB instances and the database files attached to them.
 
-    One instance per connection config; per file, its alias and how many connections use it.
+    One instance per connection config; per file, its alias and how many connections use it,
+    and per path the descriptor holding its lock file and how many attachments share it.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.instances: dict[str, duckdb.DuckDBPyConnection] = {}
         self.aliases: dict[tuple[str, str], list] = {}  # (config, path) -> [alias, users]
+        self.file_locks: dict[str, list[int]] = {}  # path -> [descriptor, attachments]
         self.numbers = itertools.count(1)
 
     @contextmanager
-    def cursor(self, path: str, config: dict[str, Any]) -> Iterator[duckdb.DuckDBPyConnection]:
+    def cursor(
+        self, path: str, config: dict[str, Any], lock_timeout: float
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         key = (json.dumps(config, sort_keys=True, default=str), path)
         with self.lock:
             base = self.instances.get(key[0])
@@ -56,7 +70,12 @@ class _Attachments:
             entry = self.aliases.get(key)
             if entry is None:
                 alias = f"warehouse_{next(self.numbers)}"  # an identifier from code
-                _attach(base, path, alias)
+                self._hold(path, lock_timeout)
+                try:
+                    _attach(base, path, alias)
+                except BaseException:
+                    self._let_go(path)
+                    raise
                 entry = self.aliases[key] = [alias, 0]
             entry[1] += 1
             con = base.cursor()
@@ -69,7 +88,56 @@ class _Attachments:
                 entry[1] -= 1
                 if entry[1] == 0:
                     del self.aliases[key]
-                    base.execute(f"detach {entry[0]}")
+                    try:
+                        base.execute(f"detach {entry[0]}")
+                    finally:
+                        self._let_go(path)
+
+    def _hold(self, path: str, timeout: float) -> None:
+        held = self.file_locks.get(path)
+        if held is None:
+            held = self.file_locks[path] = [_lock_file(path, timeout), 0]
+        held[1] += 1
+
+    def _let_go(self, path: str) -> None:
+        held = self.file_locks[path]
+        held[1] -= 1
+        if held[1] == 0:
+            del self.file_locks[path]
+            os.close(held[0])  # closing the lock file's descriptor releases its lock
+
+
+def _lock_file(path: str, timeout: float) -> int:
+    """Take `<path>.lock` exclusively, waiting up to `timeout` s; the open descriptor holds it."""
+    lock_path = f"{path}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    started = time.monotonic()
+    deadline = started + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = time.monotonic() - started
+            if waited >= LOCK_POLL_SECONDS:  # a step's bar in the timeline includes its waits
+                dg.get_dagster_logger().debug(f"Waited {waited:.2f} s for the warehouse {path}")
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise dg.Failure(
+                    description=(
+                        f"The warehouse {path} stayed in use by another process for {timeout:g} s "
+                        f"(it holds the lock file {lock_path}). Steps hold it only while they read "
+                        "or write, so that process is stuck or is a long step of another run: "
+                        f"`fuser -v {lock_path}` shows it. End it, or let it finish, then "
+                        "re-execute this run from the failed step; to wait longer, raise the "
+                        "warehouse resource's lock_timeout_seconds."
+                    ),
+                    allow_retries=False,
+                ) from None
+            time.sleep(LOCK_POLL_SECONDS)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 def _attach(base: duckdb.DuckDBPyConnection, path: str, alias: str) -> None:
@@ -99,8 +167,24 @@ def _attachments() -> _Attachments:
     return _ATTACHMENTS
 
 
+def step_pool(step: str) -> str:
+    """The concurrency pool of a step that uses the warehouse: its own, of one slot (dagster.yaml).
+
+    The warehouse's lock file, not a pool, keeps DuckDB's single writer. The pool keeps what the
+    lock cannot: a step's read, outside-system calls and write-back, which take the lock apart,
+    never interleave with the same step of an overlapping run (whose write would otherwise be
+    overwritten by a result computed from older inputs). Different steps run side by side.
+    `$ORDERFLOW_WAREHOUSE_POOL` puts every step in one pool instead, where the lock file cannot
+    be trusted (a network volume mounted on several machines).
+    """
+    return settings.warehouse_pool() or f"duckdb-{step}"
+
+
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse: a local file by default, any DuckDB path (e.g. `md:`) in production."""
+
+    lock_timeout_seconds: float = 1800.0
+    """How long a step waits for other processes to let go of a local file before it fails."""
 
     def _is_local_file(self) -> bool:
         return not (
@@ -118,7 +202,8 @@ class WarehouseResource(DuckDBResource):
             return
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         config = {"custom_user_agent": "dagster", **self.connection_config}
-        with _attachments().cursor(str(Path(self.database).resolve()), config) as con:
+        path = str(Path(self.database).resolve())
+        with _attachments().cursor(path, config, self.lock_timeout_seconds) as con:
             yield con
 
     @contextmanager

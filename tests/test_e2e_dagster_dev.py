@@ -194,7 +194,7 @@ def outside_systems(data: Path, day: str) -> dict:
 @pytest.mark.slow
 def test_a_run_killed_mid_step_does_not_block_the_next_run(dagster_dev, tmp_path, store_dir):
     url, data = dagster_dev.url, dagster_dev.data
-    # A slow carrier keeps the shipments step (a "duckdb" pool holder) busy while it is killed.
+    # A slow carrier keeps the shipments step (holding its pool slot) busy while it is killed.
     slow = {"resources": {"carrier": {"config": {"faults": {"slow_seconds": 120}}}}}
     killed = launch(url, "order_to_cash_job", DAY, slow)
     deadline = time.monotonic() + 300

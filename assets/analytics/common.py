@@ -12,7 +12,7 @@ from assets.fulfillment.common import window
 from assets.metadata import column_schema, result_with_preview
 from foundation.partitions import daily_partitions
 from foundation.registry import ANALYTICS
-from resources.warehouse import WarehouseResource
+from resources.warehouse import WarehouseResource, step_pool
 
 Columns = tuple[tuple[str, str, str], ...]
 GROUP = ANALYTICS
@@ -49,7 +49,7 @@ def analytics_asset(
         owners=OWNERS,
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        pool="duckdb",
+        pool=step_pool(key.to_python_identifier()),
         metadata=metadata_for(columns, primary_key) if columns else None,
         check_specs=[
             dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description)
@@ -72,7 +72,7 @@ def analytics_assets(
         check_specs=check_specs,
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool="duckdb",
+        pool=step_pool(name),
     )
 
 

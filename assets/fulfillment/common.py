@@ -19,7 +19,7 @@ from foundation.partitions import daily_partitions
 from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.notifier import NotifierResource, deliveries_frame
-from resources.warehouse import WarehouseResource
+from resources.warehouse import WarehouseResource, step_pool
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def fulfillment_asset(
         owners=["team:fulfillment"],
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
-        pool="duckdb",
+        pool=step_pool(key.to_python_identifier()),
         retry_policy=retry if kinds else None,
         metadata={"dagster/column_schema": SCHEMAS[key.path[-1]]},
         check_specs=[

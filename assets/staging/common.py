@@ -6,6 +6,7 @@ import dagster as dg
 
 from foundation.partitions import daily_partitions
 from foundation.registry import STAGING
+from resources.warehouse import step_pool
 
 
 def staging_assets(
@@ -33,5 +34,5 @@ def staging_assets(
         partitions_def=daily_partitions if partitioned else None,
         backfill_policy=dg.BackfillPolicy.single_run() if partitioned else None,
         can_subset=can_subset,
-        pool="duckdb",
+        pool=step_pool(name),
     )

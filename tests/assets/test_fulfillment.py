@@ -230,6 +230,10 @@ def test_two_overlapping_runs_make_one_set_of_effects(copy_of_staged, tmp_path):
             )
     for run in runs:
         run.wait(timeout=240)
+    # Each waited for the other's brief hold of the warehouse (its lock file) instead of failing.
+    assert [run.returncode for run in runs] == [0, 0], [
+        (tmp_path / f"run-{n}.log").read_text()[-4000:] for n in range(len(runs))
+    ]
     # The runs overlapped: each one's first step started before the other's last step ended.
     spans = []
     for n, out in enumerate(outs):
@@ -242,7 +246,7 @@ def test_two_overlapping_runs_make_one_set_of_effects(copy_of_staged, tmp_path):
     assert max(first for first, _ in spans) < min(last for _, last in spans), (
         f"the runs did not overlap; (first step start, last step end) of each: {spans}"
     )
-    # Either run may have lost a race for the warehouse and failed; a re-run heals it.
+    # After both, and a run of the whole range: one effect per fact.
     assert fulfill(data, WEEKS_START, WEEKS_END).success
     effects = side_effects(data)
     lines = query(

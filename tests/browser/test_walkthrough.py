@@ -38,7 +38,7 @@ RANGE_START, RANGE_END = "2020-02-01", "2020-03-01"  # 30 days of the store's hi
 RANGE = f"[{RANGE_START}...{RANGE_END}]"
 OUTAGE_DAY = "2020-04-01"
 # Generous: two cores are shared with other work, and a run may queue behind another for the
-# `duckdb` pool; the backfill daemon and the sensors tick every 15-30 s.
+# warehouse or a step's pool; the backfill daemon and the sensors tick every 15-30 s.
 RUN_TIMEOUT_MS = 300_000
 BACKFILL_TIMEOUT_MS = 420_000
 ALERT_TIMEOUT_S = 180

@@ -3,7 +3,7 @@
 A throwaway cluster (initdb + pg_ctl, loopback only, a free port, password authentication) serves
 the session. The instance is opened from the committed file itself, credentials from the
 environment as in production, and a real day is staged through it: the run, its materialisations,
-its asset check results and the "duckdb" pool must all end up in PostgreSQL.
+its asset check results and its steps' pools must all end up in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -92,11 +92,12 @@ def test_a_staged_day_is_recorded_in_postgres(
     ]
     assert {e.check_name: e.passed for e in evaluations} == dict.fromkeys(STAGING_CHECKS, True)
 
-    # Every warehouse writer went through the "duckdb" pool, limited to one slot, all given back.
-    pool = instance.event_log_storage.get_concurrency_info("duckdb")
-    assert (pool.limit, pool.slot_count) == (1, 1)
-    assert pool.claimed_slots == []
-    assert pool.pending_steps == []
+    # Each step went through its own pool, limited to one slot, given back.
+    for step in ("staging_catalog", "staging_orders"):
+        pool = instance.event_log_storage.get_concurrency_info(f"duckdb-{step}")
+        assert (pool.limit, pool.slot_count) == (1, 1)
+        assert pool.claimed_slots == []
+        assert pool.pending_steps == []
 
     # And straight from the database, not through Dagster.
     connection = postgres_server.connect(instance_database)
