@@ -11,7 +11,7 @@ from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
 from foundation.jobs import order_to_cash_job
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
-from foundation.settings import PROJECT_ROOT
+from foundation.settings import PROJECT_ROOT, duckdb_config
 from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from resources.accounting import SqlAccounting
@@ -60,7 +60,9 @@ def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -
         return faults.get(name, FaultInjection())
 
     return {
-        "warehouse": WarehouseResource(database=str(data / "warehouse.duckdb")),
+        "warehouse": WarehouseResource(
+            database=str(data / "warehouse.duckdb"), connection_config=duckdb_config(data)
+        ),
         "order_system": LandingZoneOrderSystem(landing_dir=str(data / "landing")),
         "inventory": SqlInventory(
             url=sqlite_url(systems / "inventory.sqlite"), faults=fault("inventory")
@@ -136,7 +138,7 @@ def query(data: Path, sql: str, params: list | None = None) -> list[tuple]:
     Through the resource, so that a connection a failed run still holds (DuckDB keeps one database
     instance per file and process) is shared rather than refused.
     """
-    with WarehouseResource(database=str(data / "warehouse.duckdb")).connect() as con:
+    with resources_for(data)["warehouse"].connect() as con:
         return con.execute(sql, params or []).fetchall()
 
 
