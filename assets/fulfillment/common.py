@@ -183,7 +183,7 @@ def window_result(
     preview_rows: int = 5,
     **metadata: object,
 ) -> dg.MaterializeResult:
-    """The step's result over its whole window: `row_count`, `metadata` and a preview of the rows."""
+    """The step's result over its whole window: `row_count`, `metadata`, chunks and a preview."""
     return result_with_preview(
         con,
         row_count,
@@ -191,6 +191,7 @@ def window_result(
         f"order by {preview_order} limit {preview_rows}",
         window(context),
         **metadata,
+        chunks=len(chunk_windows(context)),
     )
 
 

@@ -153,7 +153,7 @@ def staging_orders(
         )
     elapsed = time.perf_counter() - started
     with warehouse.connect() as con:
-        yield from _results(con, start, end, listing, read, staged, rejected, elapsed)
+        yield from _results(con, start, end, listing, read, staged, rejected, elapsed, len(chunked))
 
 
 def _require_catalog(con) -> None:
@@ -178,14 +178,18 @@ def _scalar(con, sql: str, params: list) -> int:
     return con.execute(sql, params).fetchall()[0][0]
 
 
-def _results(con, start, end, listing, read, staged, rejected, elapsed):
+def _results(con, start, end, listing, read, staged, rejected, elapsed, chunks):
     window = [start, end]
     lines = _scalar(
         con,
         "select count(*) from staging.lineitem where l_orderdate >= ? and l_orderdate < ?",
         window,
     )
-    common = {"window": f"{start} .. {end} (end exclusive)", "duration_s": round(elapsed, 3)}
+    common = {
+        "window": f"{start} .. {end} (end exclusive)",
+        "chunks": chunks,
+        "duration_s": round(elapsed, 3),
+    }
     yield dg.MaterializeResult(
         asset_key=ORDERS_KEY,
         metadata={
