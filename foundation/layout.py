@@ -3,8 +3,8 @@
 DATA/landing/catalog/<table>.parquet and DATA/landing/orders/<YYYY-MM-DD>/batch-NNN.jsonl.gz (the
 order system's export), DATA/simulator/ (store.json, defect manifests, scratch space),
 DATA/systems/ (the local outside systems' databases and outage state), DATA/outbox/ (e-mails),
-DATA/reports/ and DATA/warehouse.duckdb. Names starting with "." are temporary files that
-readers must ignore.
+DATA/reports/, DATA/warehouse.duckdb and DATA/duckdb_tmp/ (what DuckDB spills to disk). Names
+starting with "." are temporary files that readers must ignore.
 """
 
 from datetime import date
@@ -94,6 +94,11 @@ def outbox_dir(data_dir: Path) -> Path:
 def reports_dir(data_dir: Path) -> Path:
     """Return where the daily reports are written."""
     return Path(data_dir) / "reports"
+
+
+def duckdb_temp_dir(data_dir: Path) -> Path:
+    """Return where DuckDB spills what does not fit in its memory limit (emptied by DuckDB)."""
+    return Path(data_dir) / "duckdb_tmp"
 
 
 def warehouse_path(data_dir: Path) -> Path:

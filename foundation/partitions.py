@@ -1,4 +1,7 @@
-"""The one calendar every order-date-dependent asset shares."""
+"""The one calendar every order-date-dependent asset shares, and how a run's window is cut into chunks."""
+
+import itertools
+from datetime import date
 
 import dagster as dg
 
@@ -16,3 +19,21 @@ daily_partitions = dg.DailyPartitionsDefinition(
 # has no public constants for them.
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def month_chunks(start: date, end: date, months: int) -> list[tuple[date, date]]:
+    """The days [start, end) as consecutive [first, after) chunks of `months` calendar months.
+
+    Cuts fall on the first day of every `months`-th month of the calendar (1: each month, 3:
+    quarters, 12: years), so a day is in the same chunk whatever window it is run in; a day's
+    window is one chunk. 0 months: the window is one chunk.
+    """
+    bounds = [start]
+    month = start.year * 12 + start.month - 1  # months since year 0, January = 0
+    while months > 0:
+        month = (month // months + 1) * months
+        cut = date(month // 12, month % 12 + 1, 1)
+        if cut >= end:
+            break
+        bounds.append(cut)
+    return list(itertools.pairwise([*bounds, end])) if start < end else []

@@ -69,6 +69,33 @@ def retry_max() -> int:
     return int(os.environ.get("ORDERFLOW_RETRY_MAX", "3"))
 
 
+def chunk_months() -> int:
+    """Calendar months per chunk of a step's window (`$ORDERFLOW_CHUNK_MONTHS`, default 1).
+
+    0 works through the whole window at once (the memory a backfill needs grows with its range).
+    """
+    text = os.environ.get("ORDERFLOW_CHUNK_MONTHS", "1")
+    if not text.strip().isdigit():
+        raise ValueError(
+            f"ORDERFLOW_CHUNK_MONTHS={text!r}: give a whole number of months (0: no chunks)"
+        )
+    return int(text)
+
+
+def duckdb_config(data: Path | None = None) -> dict[str, str]:
+    """The warehouse connection's DuckDB settings: its memory limit, and where it spills beyond it.
+
+    `$ORDERFLOW_DUCKDB_MEMORY_LIMIT` (default 1GB; DuckDB's own would be 80 % of the machine) and
+    `$ORDERFLOW_DUCKDB_TEMP_DIR` (default DATA/duckdb_tmp; DuckDB's own is the working directory
+    for the in-memory instance the warehouse file is attached to).
+    """
+    return {
+        "memory_limit": os.environ.get("ORDERFLOW_DUCKDB_MEMORY_LIMIT") or "1GB",
+        "temp_directory": os.environ.get("ORDERFLOW_DUCKDB_TEMP_DIR")
+        or str(layout.duckdb_temp_dir(data or data_dir())),
+    }
+
+
 def ui_url() -> str:
     """The Dagster UI's address, for links in alerts (`$ORDERFLOW_UI_URL`)."""
     return os.environ.get("ORDERFLOW_UI_URL", "http://127.0.0.1:3000").rstrip("/")

@@ -88,7 +88,9 @@ def _notifier() -> NotifierResource:
 def build_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources for this deployment, from environment variables."""
     return {
-        "warehouse": WarehouseResource(database=settings.warehouse_database()),
+        "warehouse": WarehouseResource(
+            database=settings.warehouse_database(), connection_config=settings.duckdb_config()
+        ),
         "order_system": LandingZoneOrderSystem(
             landing_dir=str(layout.landing_dir(settings.data_dir()))
         ),

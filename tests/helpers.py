@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
@@ -12,7 +14,7 @@ from assets.staging.orders import staging_orders
 from foundation import settings
 from foundation.jobs import order_to_cash_job
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
-from foundation.settings import PROJECT_ROOT
+from foundation.settings import PROJECT_ROOT, duckdb_config
 from foundation.sqldb.connections import sqlite_url
 from orchestration_defs.definitions import ANALYTICS_ASSETS, FULFILLMENT_ASSETS
 from resources.accounting import SqlAccounting
@@ -62,7 +64,9 @@ def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -
         return faults.get(name, FaultInjection())
 
     return {
-        "warehouse": WarehouseResource(database=str(data / "warehouse.duckdb")),
+        "warehouse": WarehouseResource(
+            database=str(data / "warehouse.duckdb"), connection_config=duckdb_config(data)
+        ),
         "order_system": LandingZoneOrderSystem(landing_dir=str(data / "landing")),
         "inventory": SqlInventory(
             url=sqlite_url(systems / "inventory.sqlite"), faults=fault("inventory")
@@ -145,7 +149,7 @@ def query(data: Path, sql: str, params: list | None = None) -> list[tuple]:
     Through the resource, so that a connection a failed run still holds (DuckDB keeps one database
     instance per file and process) is shared rather than refused.
     """
-    with WarehouseResource(database=str(data / "warehouse.duckdb")).connect() as con:
+    with resources_for(data)["warehouse"].connect() as con:
         return con.execute(sql, params or []).fetchall()
 
 
@@ -170,6 +174,38 @@ def analyse_history(data: Path, **kwargs) -> dg.ExecuteInProcessResult:
         resources=resources_for(data),
         **kwargs,
     )
+
+
+def outputs(data: Path) -> dict[str, list]:
+    """Everything runs left in a data dir, to compare two runs: every warehouse table without its
+    wall-clock columns (timestamps, and durations in seconds named `*_s`), every table of the
+    systems' SQLite databases, and the outbox's messages (folder, file name and text).
+    """
+    found: dict[str, list] = {}
+    with resources_for(data)["warehouse"].connect() as con:
+        columns = con.execute(
+            "select table_schema, table_name, list(column_name order by ordinal_position) "
+            "filter (where data_type not like 'TIMESTAMP%' and not ends_with(column_name, '_s')) "
+            "from information_schema.columns "
+            "where table_catalog = current_database() group by all order by all"
+        ).fetchall()
+        for schema, table, names in columns:
+            found[f"warehouse {schema}.{table}"] = con.execute(
+                f"select {', '.join(names)} from {schema}.{table} order by all"
+            ).fetchall()
+    for database in sorted((data / "systems").glob("*.sqlite")):
+        with closing(sqlite3.connect(database)) as con:
+            tables = con.execute("select name from sqlite_master where type = 'table' order by 1")
+            for (table,) in tables.fetchall():
+                table_rows = con.execute(f"select * from {table}").fetchall()
+                found[f"{database.name} {table}"] = sorted(table_rows, key=repr)
+    outbox = data / "outbox"
+    found["outbox"] = sorted(
+        (str(path.relative_to(outbox)), path.read_bytes())
+        for path in outbox.glob(".*/*/*")
+        if path.is_file()
+    )
+    return found
 
 
 def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:

@@ -1,12 +1,13 @@
 """Inventory: stock seeded from the catalog, and every staged line reserved or back-ordered.
 
 Allocation is first come, first served by order date, order key and line number: a run sends its
-window's lines to the inventory system in that order, in batches. The inventory system keeps the
-first decision for each (order key, line number), so a re-run, a retry or a backfill over days
-already allocated gets the same answers and reserves nothing twice.
+window's lines to the inventory system in that order, a chunk (a month) per call. The inventory
+system keeps the first decision for each (order key, line number), so a re-run, a retry or a
+backfill over days already allocated gets the same answers and reserves nothing twice.
 """
 
 import time
+from datetime import date
 
 import dagster as dg
 
@@ -15,9 +16,10 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
+    replace_chunks,
     rows,
     window,
-    write_window,
+    window_result,
 )
 from assets.fulfillment.tables import INVENTORY_STOCK
 from assets.metadata import result_with_preview
@@ -28,8 +30,17 @@ from resources.inventory import InventoryResource, StockItem
 from resources.warehouse import WarehouseResource
 
 # Lines per call: a call decides whole arrays and rewrites the stock of every pair it touches,
-# so batches are large (the SF 1 history is one call); each is one transaction.
+# so a chunk of the window is one call (a month is 76 k lines at SF 1); each is one transaction.
 RESERVE_BATCH = 10_000_000
+# In the order the inventory decides them: first come, first served (module docstring).
+LINES_SQL = f"""
+select l_orderkey, l_linenumber, l_orderdate, strftime(l_orderdate, '%Y-%m-%d') as day,
+    l_partkey, l_suppkey,
+    l_quantity::INTEGER as l_quantity,
+    {line_cents_sql("l_extendedprice", "l_discount", "l_tax")} as line_cents
+from staging.lineitem where l_orderdate >= ? and l_orderdate < ?
+order by l_orderdate, l_orderkey, l_linenumber
+"""  # noqa: S608 - the formula is SQL from code; values are bound
 SEED_BATCH = 100_000
 FIX = "Check the inventory system's configuration (resource `inventory`), then re-run the step."
 
@@ -109,54 +120,49 @@ def allocations(
     import numpy as np
     import pandas as pd
 
-    start, end = window(context)
-    lines = read_frame(
-        warehouse,
-        f"""
-        select l_orderkey, l_linenumber, l_orderdate, strftime(l_orderdate, '%Y-%m-%d') as day,
-            l_partkey, l_suppkey,
-            l_quantity::INTEGER as l_quantity,
-            {line_cents_sql("l_extendedprice", "l_discount", "l_tax")} as line_cents
-        from staging.lineitem where l_orderdate >= ? and l_orderdate < ?
-        order by l_orderdate, l_orderkey, l_linenumber
-        """,  # noqa: S608 - the formula is SQL from code; values are bound
-        [start, end],
-    )
-    requests = pd.DataFrame(
-        {
-            "order_key": lines["l_orderkey"],
-            "line_number": lines["l_linenumber"],
-            "order_day": lines["day"],
-            "partkey": lines["l_partkey"],
-            "suppkey": lines["l_suppkey"],
-            "quantity": lines["l_quantity"],
-        }
-    )
-    lines = lines.drop(columns="day")
-    started = time.perf_counter()
-    with calling(context, "inventory", FIX):
-        decisions = [inventory.reserve_frame(batch) for batch in chunks(requests, RESERVE_BATCH)]
-        summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())
-    call_seconds = time.perf_counter() - started
-    lines["status"] = np.concatenate(decisions) if decisions else np.array([], dtype=object)
-    context.log.info(f"Inventory decided {len(lines)} lines in {call_seconds:.1f} s")
-
-    with warehouse.transaction() as con:
-        params = [start, end]
+    def allocate(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
+        lines = read_frame(warehouse, LINES_SQL, [start, end])
+        requests = pd.DataFrame(
+            {
+                "order_key": lines["l_orderkey"],
+                "line_number": lines["l_linenumber"],
+                "order_day": lines["day"],
+                "partkey": lines["l_partkey"],
+                "suppkey": lines["l_suppkey"],
+                "quantity": lines["l_quantity"],
+            }
+        )
+        lines = lines.drop(columns="day")
+        started = time.perf_counter()
+        with calling(context, "inventory", FIX):
+            decisions = [inventory.reserve_frame(b) for b in chunks(requests, RESERVE_BATCH)]
+        seconds = time.perf_counter() - started
+        lines["status"] = np.concatenate(decisions) if decisions else np.array([], dtype=object)
         counts = lines["status"].value_counts()
-        backordered = int(counts.get("backordered", 0))
-        yield write_window(
+        return lines, {
+            "reserved": int(counts.get("reserved", 0)),
+            "backordered": int(counts.get("backordered", 0)),
+            "seconds": seconds,
+        }
+
+    done = replace_chunks(context, warehouse, "allocations", allocate, day_column="l_orderdate")
+    context.log.info(f"Inventory decided {done['rows']} lines in {done['seconds']:.1f} s")
+    start, end = window(context)
+    params = [start, end]
+    with calling(context, "inventory", FIX):
+        summary = inventory.reservations_by_day(start.isoformat(), end.isoformat())
+    with warehouse.connect() as con:
+        yield window_result(
             con,
             "allocations",
-            start,
-            end,
-            lines,
+            context,
+            done["rows"],
             "status, l_orderdate desc, l_orderkey",
             day_column="l_orderdate",
-            lines_reserved=int(counts.get("reserved", 0)),
-            lines_backordered=backordered,
-            backorder_rate=round(backordered / len(lines), 4) if len(lines) else 0.0,
-            inventory_call_s=round(call_seconds, 3),
+            lines_reserved=done["reserved"],
+            lines_backordered=done["backordered"],
+            backorder_rate=round(done["backordered"] / done["rows"], 4) if done["rows"] else 0.0,
+            inventory_call_s=round(done["seconds"], 3),
         )
         unallocated = rows(
             con,

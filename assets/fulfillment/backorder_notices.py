@@ -6,6 +6,8 @@ store does not hold open back-orders, so every line is settled on its order day 
 out per day (invoiced + back-ordered = ordered). Each message is keyed by its order and kind.
 """
 
+from datetime import date
+
 import dagster as dg
 
 from assets.fulfillment.common import (
@@ -13,13 +15,25 @@ from assets.fulfillment.common import (
     fulfillment_asset,
     read_frame,
     send_notices,
-    window,
 )
 from foundation.money import money
 from foundation.registry import ALLOCATIONS_KEY, BACKORDER_NOTICES_KEY, CUSTOMER_KEY, ORDERS_KEY
 from resources.notifier import Message, NotifierResource
 from resources.warehouse import WarehouseResource
 
+BACKORDERED_LINES_SQL = """
+select a.l_orderkey as o_orderkey, strftime(a.l_orderdate, '%Y-%m-%d') as day, c.c_name,
+    list(a.l_linenumber order by a.l_linenumber) as numbers,
+    list(a.l_partkey order by a.l_linenumber) as parts,
+    list(a.l_quantity order by a.l_linenumber) as quantities,
+    sum(a.line_cents) as cents
+from fulfillment.allocations a
+join staging.orders o on o.o_orderkey = a.l_orderkey
+join staging.customer c on c.c_custkey = o.o_custkey
+where a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'backordered'
+  and o.o_orderdate >= ? and o.o_orderdate < ?
+group by a.l_orderkey, a.l_orderdate, c.c_name order by a.l_orderdate, a.l_orderkey
+"""
 BACKORDERED_ORDERS_SQL = (
     "select distinct l_orderkey as o_orderkey from fulfillment.allocations "
     "where l_orderdate >= ? and l_orderdate < ? and status = 'backordered'"
@@ -40,57 +54,43 @@ def backorder_notices(
     """The back-order e-mails sent to customers: one per order with lines the stock could not cover."""
     import pandas as pd
 
-    start, end = window(context)
-    lines = read_frame(
-        warehouse,
-        """
-        select a.l_orderkey as o_orderkey, strftime(a.l_orderdate, '%Y-%m-%d') as day, c.c_name,
-            list(a.l_linenumber order by a.l_linenumber) as numbers,
-            list(a.l_partkey order by a.l_linenumber) as parts,
-            list(a.l_quantity order by a.l_linenumber) as quantities,
-            sum(a.line_cents) as cents
-        from fulfillment.allocations a
-        join staging.orders o on o.o_orderkey = a.l_orderkey
-        join staging.customer c on c.c_custkey = o.o_custkey
-        where a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'backordered'
-          and o.o_orderdate >= ? and o.o_orderdate < ?
-        group by a.l_orderkey, a.l_orderdate, c.c_name order by a.l_orderdate, a.l_orderkey
-        """,
-        [start, end] * 2,
-    )
-    messages = []
-    for row in lines.itertuples(index=False):
-        items = "\n".join(
-            f"  line {n}: part {p}, quantity {q}"
-            for n, p, q in zip(row.numbers, row.parts, row.quantities, strict=True)
-        )
-        messages.append(
-            Message(
-                key=f"backorder:{row.o_orderkey}",
-                day=row.day,
-                kind="backorder",
-                to=customer_email(row.c_name),
-                subject=f"Some items of your order {row.o_orderkey} are out of stock",
-                body=(
-                    f"Dear {row.c_name},\n\nThese lines of your order {row.o_orderkey} of {row.day} "
-                    f"are out of stock:\n{items}\n\nThey will not be shipped and you will not be "
-                    f"charged for them ({money(int(row.cents))}). The rest of the order ships as "
-                    "usual; you are welcome to order these items again.\n\nOrderflow"
-                ),
+    def compose(start: date, end: date) -> tuple[pd.DataFrame, dict[str, object]]:
+        lines = read_frame(warehouse, BACKORDERED_LINES_SQL, [start, end] * 2)
+        messages = []
+        for row in lines.itertuples(index=False):
+            items = "\n".join(
+                f"  line {n}: part {p}, quantity {q}"
+                for n, p, q in zip(row.numbers, row.parts, row.quantities, strict=True)
             )
-        )
+            messages.append(
+                Message(
+                    key=f"backorder:{row.o_orderkey}",
+                    day=row.day,
+                    kind="backorder",
+                    to=customer_email(row.c_name),
+                    subject=f"Some items of your order {row.o_orderkey} are out of stock",
+                    body=(
+                        f"Dear {row.c_name},\n\nThese lines of your order {row.o_orderkey} of "
+                        f"{row.day} are out of stock:\n{items}\n\nThey will not be shipped and you "
+                        f"will not be charged for them ({money(int(row.cents))}). The rest of the "
+                        "order ships as usual; you are welcome to order these items again."
+                        "\n\nOrderflow"
+                    ),
+                )
+            )
+        return pd.DataFrame(messages, columns=list(Message._fields)), {
+            "o_orderkey": lines["o_orderkey"],
+            "o_orderdate": lines["day"],
+            "lines": [len(n) for n in lines["numbers"]],
+            "backordered_cents": lines["cents"],
+        }
+
     yield from send_notices(
         context,
         warehouse,
         notifier,
         "backorder_notices",
-        pd.DataFrame(messages, columns=list(Message._fields)),
-        {
-            "o_orderkey": lines["o_orderkey"],
-            "o_orderdate": lines["day"],
-            "lines": [len(n) for n in lines["numbers"]],
-            "backordered_cents": lines["cents"],
-        },
+        compose,
         "one_notice_per_backordered_order",
         BACKORDERED_ORDERS_SQL,
     )

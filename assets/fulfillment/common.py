@@ -1,9 +1,10 @@
-"""What the fulfillment steps share: their decorator, window reads and writes, call guards, e-mail."""
+"""What the fulfillment steps share: their decorator, chunked window reads and writes, call guards, e-mail."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ from assets.fulfillment.tables import KEYS, SCHEMAS, TABLES, Columns
 from assets.metadata import result_with_preview
 from foundation import settings
 from foundation.batches import chunks
-from foundation.partitions import daily_partitions
+from foundation.partitions import daily_partitions, month_chunks
 from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.notifier import NotifierResource, deliveries_frame
@@ -134,27 +135,63 @@ def replace_window_keeping_processed_at(
     con.execute("drop table previous_rows")
 
 
-def write_window(
+def chunk_windows(context: dg.AssetExecutionContext) -> list[tuple[date, date]]:
+    """The run's window cut into chunks of calendar months (`ORDERFLOW_CHUNK_MONTHS`), in date order."""
+    start, end = window(context)
+    return month_chunks(start, end, settings.chunk_months())
+
+
+def replace_chunks(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    table: str,
+    chunk_rows: Callable[[date, date], tuple[pd.DataFrame, Mapping[str, float]]],
+    *,
+    day_column: str = "o_orderdate",
+) -> Counter:
+    """Work through the run's window a chunk at a time, in date order, so memory stays bounded.
+
+    `chunk_rows(start, end)` reads a chunk, calls the step's outside system with it and returns
+    the chunk's rows of fulfillment.<table> and numbers to add up over the window; the rows replace
+    the chunk's in a transaction of its own. A chunk is idempotent: a step that fails keeps the
+    chunks it wrote, and its retry redoes them with the systems' first answers. First come, first
+    served decisions are the same as in one pass, as the chunks go in date order. Returns the
+    sums, with `rows` written.
+    """
+    totals: Counter = Counter()
+    chunked = chunk_windows(context)
+    for number, (start, end) in enumerate(chunked, 1):
+        frame, numbers = chunk_rows(start, end)
+        with warehouse.transaction() as con:
+            replace_window_keeping_processed_at(con, table, day_column, start, end, frame)
+        totals.update({"rows": len(frame), **numbers})
+        context.log.info(
+            f"{table}: chunk {number} of {len(chunked)}, {start} .. {end} (end "
+            f"exclusive): {len(frame)} rows"
+        )
+    return totals
+
+
+def window_result(
     con: duckdb.DuckDBPyConnection,
     table: str,
-    start: date,
-    end: date,
-    rows: pd.DataFrame,
+    context: dg.AssetExecutionContext,
+    row_count: int,
     preview_order: str,
     *,
     day_column: str = "o_orderdate",
     preview_rows: int = 5,
     **metadata: object,
 ) -> dg.MaterializeResult:
-    """Replace the window's rows of fulfillment.<table>; the step's result with a preview of them."""
-    replace_window_keeping_processed_at(con, table, day_column, start, end, rows)
+    """The step's result over its whole window: `row_count`, `metadata`, chunks and a preview."""
     return result_with_preview(
         con,
-        len(rows),
+        row_count,
         f"select * from {GROUP}.{table} where {day_column} >= ? and {day_column} < ? "  # noqa: S608
         f"order by {preview_order} limit {preview_rows}",
-        [start, end],
+        window(context),
         **metadata,
+        chunks=len(chunk_windows(context)),
     )
 
 
@@ -191,44 +228,49 @@ def send_notices(
     warehouse: WarehouseResource,
     notifier: NotifierResource,
     table: str,
-    messages: pd.DataFrame,
-    columns: Mapping[str, object],
+    compose: Callable[[date, date], tuple[pd.DataFrame, Mapping[str, object]]],
     check: str,
     expected_sql: str,
 ):
-    """Send the window's messages; record `columns`, recipient and delivery in fulfillment.<table>.
+    """Send each chunk's messages; record `columns`, recipient and delivery in fulfillment.<table>.
 
-    Check `check` fails for each order of `expected_sql` or of the table without exactly one message.
+    `compose(start, end)` returns a chunk's messages (Message's fields) and the other `columns` of
+    their rows. Check `check` fails for each order of `expected_sql` or of the table without
+    exactly one message.
     """
     import pandas as pd
 
+    def send(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
+        messages, columns = compose(start, end)
+        started = time.perf_counter()
+        with calling(context, "notifier", NOTIFIER_FIX):
+            parts = [notifier.send_frame(batch) for batch in chunks(messages, SEND_BATCH)]
+        deliveries = pd.concat(parts, ignore_index=True) if parts else deliveries_frame([])
+        frame = pd.DataFrame(
+            {
+                **columns,
+                "recipient": messages["to"],
+                "message_key": deliveries["key"],
+                "message_id": deliveries["message_id"],
+                "status": deliveries["status"],
+                "detail": deliveries["detail"],
+            }
+        )
+        rejected = int((frame["status"] == "rejected").sum()) if len(frame) else 0
+        return frame, {"rejected": rejected, "seconds": time.perf_counter() - started}
+
+    done = replace_chunks(context, warehouse, table, send)
+    context.log.info(f"Notified {done['rows']} orders ({table}) in {done['seconds']:.1f} s")
     start, end = window(context)
-    started = time.perf_counter()
-    with calling(context, "notifier", NOTIFIER_FIX):
-        parts = [notifier.send_frame(batch) for batch in chunks(messages, SEND_BATCH)]
-    deliveries = pd.concat(parts, ignore_index=True) if parts else deliveries_frame([])
-    seconds = time.perf_counter() - started
-    frame = pd.DataFrame(
-        {
-            **columns,
-            "recipient": messages["to"],
-            "message_key": deliveries["key"],
-            "message_id": deliveries["message_id"],
-            "status": deliveries["status"],
-            "detail": deliveries["detail"],
-        }
-    )
-    context.log.info(f"Notified {len(frame)} orders ({table}) in {seconds:.1f} s")
-    with warehouse.transaction() as con:
-        yield write_window(
+    with warehouse.connect() as con:
+        yield window_result(
             con,
             table,
-            start,
-            end,
-            frame,
+            context,
+            done["rows"],
             "o_orderdate desc, o_orderkey",
-            rejected=int((frame["status"] == "rejected").sum()) if len(frame) else 0,
-            notifier_call_s=round(seconds, 3),
+            rejected=done["rejected"],
+            notifier_call_s=round(done["seconds"], 3),
         )
         wrong = rows(
             con,

@@ -8,12 +8,13 @@ invoiced + back-ordered value equal the order totals to the cent, per day.
 import dagster as dg
 
 from assets.fulfillment.common import (
+    chunk_windows,
     fulfillment_asset,
     replace_window_keeping_processed_at,
     rows,
     window,
+    window_result,
 )
-from assets.metadata import result_with_preview
 from foundation.money import line_cents_sql, line_net_cents_sql, supply_cost_cents_sql
 from foundation.registry import (
     ALLOCATIONS_KEY,
@@ -71,26 +72,29 @@ order by 1 limit 20
 )
 def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """One invoice per order for its reserved lines: net, tax, total and cost of goods in cents."""
+    # Set-based SQL, a chunk per transaction: the warehouse holds one chunk's changes at a time.
+    for first, after in chunk_windows(context):
+        with warehouse.transaction() as con:
+            con.execute(INSERT_SQL, [first, after] * 2)
+            replace_window_keeping_processed_at(
+                con, "invoices", "o_orderdate", first, after, "new_invoices"
+            )
+            con.execute("drop table new_invoices")
     start, end = window(context)
     params = [start, end]
-    with warehouse.transaction() as con:
-        con.execute(INSERT_SQL, params + params)
-        replace_window_keeping_processed_at(
-            con, "invoices", "o_orderdate", start, end, "new_invoices"
-        )
-        con.execute("drop table new_invoices")
+    with warehouse.connect() as con:
         count, total = rows(
             con,
             "select count(*), coalesce(sum(total_cents), 0) from fulfillment.invoices "
             "where o_orderdate >= ? and o_orderdate < ?",
             params,
         )[0]
-        yield result_with_preview(
+        yield window_result(
             con,
+            "invoices",
+            context,
             count,
-            "select * from fulfillment.invoices where o_orderdate >= ? "
-            "and o_orderdate < ? order by o_orderdate desc, o_orderkey limit 5",
-            params,
+            "o_orderdate desc, o_orderkey",
             invoiced_cents=int(total),
         )
         off = rows(con, TIE_OUT_SQL, params * 3)

@@ -11,6 +11,7 @@ entries; per day and account they add up to the same amounts.)
 """
 
 import time
+from datetime import date
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -19,9 +20,10 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
+    replace_chunks,
     rows,
     window,
-    write_window,
+    window_result,
 )
 from foundation.batches import chunks
 from foundation.registry import COMPENSATIONS_KEY, INVOICES_KEY, LEDGER_POSTINGS_KEY
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 # Journal lines per call (a multiple of 5: batches end on an entry's last line).
 POST_BATCH = 10_000_000
+MONEY_COLUMNS = "net_cents as net, tax_cents as tax, total_cents as total, cost_cents as cost"
 FIX = "Check the accounting system's configuration (resource `accounting`), then re-run the step."
 
 
@@ -101,43 +104,50 @@ def ledger_postings(
     """The journal lines posted to the ledger for the window's invoices and credit notes."""
     import pandas as pd
 
+    def post(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
+        invoiced, credited = (
+            read_frame(
+                warehouse,
+                f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {MONEY_COLUMNS} "  # noqa: S608
+                f"from fulfillment.{table} where o_orderdate >= ? and o_orderdate < ? "
+                "order by o_orderdate, o_orderkey",
+                [start, end],
+            )
+            for table in ("invoices", "compensations")
+        )
+        lines = pd.concat(
+            [_journal_lines(invoiced, reverse=False), _journal_lines(credited, reverse=True)],
+            ignore_index=True,
+        )
+        started = time.perf_counter()
+        with calling(context, "accounting", FIX):
+            # Batches end on an entry boundary: every entry has 5 lines.
+            posted = sum(accounting.post_frame(batch) for batch in chunks(lines, POST_BATCH))
+        frame = lines.rename(columns={"order_key": "o_orderkey", "entry_day": "o_orderdate"})
+        return frame, {
+            "entries": int(lines["entry_key"].nunique()),
+            "posted": posted,
+            "seconds": time.perf_counter() - started,
+        }
+
+    done = replace_chunks(context, warehouse, "ledger_postings", post)
     start, end = window(context)
     params = [start, end]
-    money_columns = "net_cents as net, tax_cents as tax, total_cents as total, cost_cents as cost"
-    invoiced, credited = (
-        read_frame(
-            warehouse,
-            f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {money_columns} "  # noqa: S608
-            f"from fulfillment.{table} where o_orderdate >= ? and o_orderdate < ? "
-            "order by o_orderdate, o_orderkey",
-            params,
-        )
-        for table in ("invoices", "compensations")
-    )
-    lines = pd.concat(
-        [_journal_lines(invoiced, reverse=False), _journal_lines(credited, reverse=True)],
-        ignore_index=True,
-    )
-    entries = int(lines["entry_key"].nunique())
     started = time.perf_counter()
     with calling(context, "accounting", FIX):
-        # Batches end on an entry boundary: every entry has 5 lines.
-        posted = sum(accounting.post_frame(batch) for batch in chunks(lines, POST_BATCH))
         system_totals = accounting.day_totals(start.isoformat(), end.isoformat())
-    seconds = time.perf_counter() - started
-    frame = lines.rename(columns={"order_key": "o_orderkey", "entry_day": "o_orderdate"})
-    context.log.info(f"Posted {posted} new of {entries} entries in {seconds:.1f} s")
-    with warehouse.transaction() as con:
-        yield write_window(
+    seconds = done["seconds"] + time.perf_counter() - started
+    context.log.info(f"Posted {done['posted']} new of {done['entries']} entries in {seconds:.1f} s")
+    with warehouse.connect() as con:
+        yield window_result(
             con,
             "ledger_postings",
-            start,
-            end,
-            frame,
+            context,
+            done["rows"],
             "o_orderdate desc, o_orderkey, entry_key, line_number",
             preview_rows=6,
-            entries=entries,
-            entries_posted_now=posted,
+            entries=done["entries"],
+            entries_posted_now=done["posted"],
             accounting_call_s=round(seconds, 3),
         )
         unbalanced = rows(

@@ -3,6 +3,8 @@
 Each message is keyed by its order and kind, so a re-run sends nothing twice.
 """
 
+from datetime import date
+
 import dagster as dg
 
 from assets.fulfillment.common import (
@@ -10,7 +12,6 @@ from assets.fulfillment.common import (
     fulfillment_asset,
     read_frame,
     send_notices,
-    window,
 )
 from foundation.registry import CUSTOMER_KEY, ORDERS_KEY, SHIPMENT_NOTIFICATIONS_KEY, SHIPMENTS_KEY
 from resources.notifier import NotifierResource
@@ -21,6 +22,27 @@ SHIPPED_BODY = (
     "Dear {},\n\nYour order {} of {} leaves our warehouse on {} ({} lines).\n"
     "Tracking number: {}\nLast expected delivery: {}\n\nOrderflow"
 )
+# The texts are put together in the warehouse (1.5 M of them in a full backfill); the templates
+# are bound parameters and DuckDB's format() fills in the values.
+SHIPPED_SQL = f"""
+with shipped as (
+    select s.o_orderkey, strftime(s.o_orderdate, '%Y-%m-%d') as day,
+        any_value(s.tracking_number) as tracking_number, any_value(c.c_name) as c_name,
+        strftime(max(s.delivery_date), '%Y-%m-%d') as last_delivery,
+        strftime(min(s.ship_date), '%Y-%m-%d') as ship_date, count(*) as lines
+    from fulfillment.shipments s
+    join staging.orders o on o.o_orderkey = s.o_orderkey
+    join staging.customer c on c.c_custkey = o.o_custkey
+    where s.o_orderdate >= ? and s.o_orderdate < ? and s.status = 'shipped'
+      and o.o_orderdate >= ? and o.o_orderdate < ?
+    group by s.o_orderkey, s.o_orderdate
+)
+select o_orderkey, day, tracking_number, 'shipped:' || o_orderkey as message_key,
+    {customer_email_sql("c_name")} as recipient,
+    format(?, o_orderkey, tracking_number) as subject,
+    format(?, c_name, o_orderkey, day, ship_date, lines, tracking_number, last_delivery) as body
+from shipped order by day, o_orderkey
+"""  # noqa: S608 - the SQL is this module's; values are bound
 SHIPPED_ORDERS_SQL = (
     "select distinct o_orderkey from fulfillment.shipments "
     "where o_orderdate >= ? and o_orderdate < ? and status = 'shipped'"
@@ -41,54 +63,32 @@ def shipment_notifications(
     """The shipment e-mails sent to customers: one per shipped order, with its tracking number."""
     import pandas as pd
 
-    start, end = window(context)
-    # The texts are put together in the warehouse (1.5 M of them in a full backfill); the
-    # templates are bound parameters and DuckDB's format() fills in the values.
-    shipped = read_frame(
-        warehouse,
-        f"""
-        with shipped as (
-            select s.o_orderkey, strftime(s.o_orderdate, '%Y-%m-%d') as day,
-                any_value(s.tracking_number) as tracking_number, any_value(c.c_name) as c_name,
-                strftime(max(s.delivery_date), '%Y-%m-%d') as last_delivery,
-                strftime(min(s.ship_date), '%Y-%m-%d') as ship_date, count(*) as lines
-            from fulfillment.shipments s
-            join staging.orders o on o.o_orderkey = s.o_orderkey
-            join staging.customer c on c.c_custkey = o.o_custkey
-            where s.o_orderdate >= ? and s.o_orderdate < ? and s.status = 'shipped'
-              and o.o_orderdate >= ? and o.o_orderdate < ?
-            group by s.o_orderkey, s.o_orderdate
+    def compose(start: date, end: date) -> tuple[pd.DataFrame, dict[str, object]]:
+        shipped = read_frame(
+            warehouse, SHIPPED_SQL, [start, end, start, end, SHIPPED_SUBJECT, SHIPPED_BODY]
         )
-        select o_orderkey, day, tracking_number, 'shipped:' || o_orderkey as message_key,
-            {customer_email_sql("c_name")} as recipient,
-            format(?, o_orderkey, tracking_number) as subject,
-            format(?, c_name, o_orderkey, day, ship_date, lines, tracking_number, last_delivery)
-                as body
-        from shipped order by day, o_orderkey
-        """,  # noqa: S608 - the SQL is this module's; values are bound
-        [start, end, start, end, SHIPPED_SUBJECT, SHIPPED_BODY],
-    )
-    messages = pd.DataFrame(
-        {
-            "key": shipped["message_key"],
-            "day": shipped["day"],
-            "kind": "shipment",
-            "to": shipped["recipient"],
-            "subject": shipped["subject"],
-            "body": shipped["body"],
+        messages = pd.DataFrame(
+            {
+                "key": shipped["message_key"],
+                "day": shipped["day"],
+                "kind": "shipment",
+                "to": shipped["recipient"],
+                "subject": shipped["subject"],
+                "body": shipped["body"],
+            }
+        )
+        return messages, {
+            "o_orderkey": shipped["o_orderkey"],
+            "o_orderdate": shipped["day"],
+            "tracking_number": shipped["tracking_number"],
         }
-    )
+
     yield from send_notices(
         context,
         warehouse,
         notifier,
         "shipment_notifications",
-        messages,
-        {
-            "o_orderkey": shipped["o_orderkey"],
-            "o_orderdate": shipped["day"],
-            "tracking_number": shipped["tracking_number"],
-        },
+        compose,
         "one_notification_per_shipped_order",
         SHIPPED_ORDERS_SQL,
     )

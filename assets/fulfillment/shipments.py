@@ -8,6 +8,7 @@ Every call is keyed by the order, so re-runs get the carrier's first answer back
 
 import itertools
 import time
+from datetime import date
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -16,9 +17,10 @@ from assets.fulfillment.common import (
     calling,
     fulfillment_asset,
     read_frame,
+    replace_chunks,
     rows,
     window,
-    write_window,
+    window_result,
 )
 from assets.fulfillment.tables import SHIPMENTS
 from foundation.registry import (
@@ -38,6 +40,20 @@ if TYPE_CHECKING:
 
 # Orders per call: the local carrier answers whole arrays; an HTTP carrier splits further.
 SHIP_BATCH = 2_000_000
+# In the order the carrier is asked: by day and order, an order's lines together.
+LINES_SQL = """
+select i.o_orderkey, strftime(i.o_orderdate, '%Y-%m-%d') as day, n.n_name as destination,
+    a.l_linenumber, a.l_quantity, l.l_shipmode
+from fulfillment.invoices i
+join fulfillment.allocations a on a.l_orderkey = i.o_orderkey
+join staging.lineitem l on l.l_orderkey = a.l_orderkey and l.l_linenumber = a.l_linenumber
+join staging.customer c on c.c_custkey = i.o_custkey
+join staging.nation n on n.n_nationkey = c.c_nationkey
+where i.o_orderdate >= ? and i.o_orderdate < ?
+  and a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'reserved'
+  and l.l_orderdate >= ? and l.l_orderdate < ?
+order by i.o_orderdate, i.o_orderkey, a.l_linenumber
+"""
 CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
 
 
@@ -56,65 +72,56 @@ def shipments(
     """Every reserved line of every invoiced order with the carrier's answer: tracking and dates, or a refusal."""
     import pandas as pd
 
-    start, end = window(context)
-    params = [start, end]
-    lines = read_frame(
-        warehouse,
-        """
-        select i.o_orderkey, strftime(i.o_orderdate, '%Y-%m-%d') as day, n.n_name as destination,
-            a.l_linenumber, a.l_quantity, l.l_shipmode
-        from fulfillment.invoices i
-        join fulfillment.allocations a on a.l_orderkey = i.o_orderkey
-        join staging.lineitem l on l.l_orderkey = a.l_orderkey and l.l_linenumber = a.l_linenumber
-        join staging.customer c on c.c_custkey = i.o_custkey
-        join staging.nation n on n.n_nationkey = c.c_nationkey
-        where i.o_orderdate >= ? and i.o_orderdate < ?
-          and a.l_orderdate >= ? and a.l_orderdate < ? and a.status = 'reserved'
-          and l.l_orderdate >= ? and l.l_orderdate < ?
-        order by i.o_orderdate, i.o_orderkey, a.l_linenumber
-        """,
-        params * 3,
-    )
-    requests = lines.rename(
-        columns={
-            "o_orderkey": "order_key",
-            "day": "order_day",
-            "l_linenumber": "line_number",
-            "l_quantity": "quantity",
-            "l_shipmode": "ship_mode",
+    def ship(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
+        lines = read_frame(warehouse, LINES_SQL, [start, end] * 3)
+        requests = lines.rename(
+            columns={
+                "o_orderkey": "order_key",
+                "day": "order_day",
+                "l_linenumber": "line_number",
+                "l_quantity": "quantity",
+                "l_shipmode": "ship_mode",
+            }
+        )
+        started = time.perf_counter()
+        answers = []
+        with calling(context, "carrier", CARRIER_FIX):
+            # Whole orders per call: a batch ends on an order boundary.
+            for batch in _order_batches(requests, SHIP_BATCH):
+                answers.append(carrier.create_shipments_frame(batch))
+        seconds = time.perf_counter() - started
+        renamed = {
+            "order_key": "o_orderkey",
+            "line_number": "l_linenumber",
+            "quantity": "l_quantity",
         }
-    )
-    started = time.perf_counter()
-    answers = []
-    with calling(context, "carrier", CARRIER_FIX):
-        # Whole orders per call: a batch ends on an order boundary.
-        for batch in _order_batches(requests, SHIP_BATCH):
-            answers.append(carrier.create_shipments_frame(batch))
-    call_seconds = time.perf_counter() - started
-    renamed = {"order_key": "o_orderkey", "line_number": "l_linenumber", "quantity": "l_quantity"}
-    frame = (
-        pd.concat(answers, ignore_index=True).rename(columns=renamed)
-        if answers
-        else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS])
-    )
-    days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
-    frame["o_orderdate"] = frame["o_orderkey"].map(days)
-    orders = frame.drop_duplicates("o_orderkey")
-    refused = int((orders["status"] != "shipped").sum())
+        frame = (
+            pd.concat(answers, ignore_index=True).rename(columns=renamed)
+            if answers
+            else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS])
+        )
+        days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
+        frame["o_orderdate"] = frame["o_orderkey"].map(days)
+        orders = frame.drop_duplicates("o_orderkey")
+        refused = int((orders["status"] != "shipped").sum())
+        return frame, {"orders": len(orders), "refused": refused, "seconds": seconds}
+
+    done = replace_chunks(context, warehouse, "shipments", ship)
     context.log.info(
-        f"Carrier answered {len(orders)} orders ({refused} refused) in {call_seconds:.1f} s"
+        f"Carrier answered {done['orders']} orders ({done['refused']} refused) in "
+        f"{done['seconds']:.1f} s"
     )
-    with warehouse.transaction() as con:
-        yield write_window(
+    params = list(window(context))
+    with warehouse.connect() as con:
+        yield window_result(
             con,
             "shipments",
-            start,
-            end,
-            frame,
+            context,
+            done["rows"],
             "status, o_orderdate desc, o_orderkey",
-            orders_shipped=len(orders) - refused,
-            orders_refused=refused,
-            carrier_call_s=round(call_seconds, 3),
+            orders_shipped=done["orders"] - done["refused"],
+            orders_refused=done["refused"],
+            carrier_call_s=round(done["seconds"], 3),
         )
         unanswered = rows(
             con,

@@ -1,9 +1,10 @@
 """Orders from the landing zone, validated into staging.orders, staging.lineitem and staging.order_rejects.
 
-One step stages a whole time window (a day, or a backfill's whole range in one run): it deletes the
-window from the three tables and inserts the window's records again, in one transaction. Reading
-every batch of each day again makes a re-run, a retry or a late batch exactly-once by construction:
-each landed record ends up either staged once (the first copy of an order) or rejected with a reason.
+One step stages a whole time window (a day, or a backfill's whole range in one run), a chunk of
+calendar months at a time (`ORDERFLOW_CHUNK_MONTHS`): it deletes the chunk from the three tables
+and inserts the chunk's records again, in one transaction per chunk. Reading every batch of each day
+again makes a re-run, a retry or a late batch exactly-once by construction: each landed record ends
+up either staged once (the first copy of an order) or rejected with a reason.
 """
 
 import time
@@ -22,7 +23,9 @@ from assets.staging.tables import (
     orders_schema,
 )
 from assets.staging.validation import stage_chunk
+from foundation import settings
 from foundation.money import line_cents_sql
+from foundation.partitions import month_chunks
 from foundation.registry import (
     CUSTOMER_KEY,
     LINEITEM_KEY,
@@ -116,7 +119,7 @@ def staging_orders(
 
     started = time.perf_counter()
     read = staged = rejected = 0
-    with warehouse.transaction() as con:
+    with warehouse.connect() as con:
         _require_catalog(con)
         for table, columns in (
             ("orders", ORDERS),
@@ -124,22 +127,33 @@ def staging_orders(
             ("order_rejects", ORDER_REJECTS),
         ):
             con.execute(create_table_sql("staging", table, columns))
-            con.execute(
-                f"delete from staging.{table} where {WINDOW_COLUMNS[table]} >= ? "  # noqa: S608
-                f"and {WINDOW_COLUMNS[table]} < ?",
-                [start, end],
-            )
-        try:
-            for raw_chunk in order_system.read_records(batches):
-                con.register("raw_chunk", raw_chunk)
-                chunk_staged, chunk_rejected = stage_chunk(con, len(raw_chunk))
-                con.unregister("raw_chunk")
-                read += len(raw_chunk)
-                staged, rejected = staged + chunk_staged, rejected + chunk_rejected
-        except OrderFileError as error:
-            raise dg.Failure(description=str(error), allow_retries=False) from error
-        elapsed = time.perf_counter() - started
-        yield from _results(con, start, end, listing, read, staged, rejected, elapsed)
+    chunked = month_chunks(start, end, settings.chunk_months())
+    for number, (first, after) in enumerate(chunked, 1):
+        # A chunk of days per transaction, in date order: DuckDB holds one chunk's changes.
+        with warehouse.transaction() as con:
+            for table, column in WINDOW_COLUMNS.items():
+                con.execute(
+                    f"delete from staging.{table} where {column} >= ? and {column} < ?",  # noqa: S608
+                    [first, after],
+                )
+            try:
+                for raw_chunk in order_system.read_records(
+                    [batch for batch in batches if first <= batch.day < after]
+                ):
+                    con.register("raw_chunk", raw_chunk)
+                    chunk_staged, chunk_rejected = stage_chunk(con, len(raw_chunk))
+                    con.unregister("raw_chunk")
+                    read += len(raw_chunk)
+                    staged, rejected = staged + chunk_staged, rejected + chunk_rejected
+            except OrderFileError as error:
+                raise dg.Failure(description=str(error), allow_retries=False) from error
+        context.log.info(
+            f"Staged chunk {number} of {len(chunked)}, {first} .. {after} (end exclusive): "
+            f"{staged} orders staged and {rejected} records rejected so far"
+        )
+    elapsed = time.perf_counter() - started
+    with warehouse.connect() as con:
+        yield from _results(con, start, end, listing, read, staged, rejected, elapsed, len(chunked))
 
 
 def _require_catalog(con) -> None:
@@ -164,14 +178,18 @@ def _scalar(con, sql: str, params: list) -> int:
     return con.execute(sql, params).fetchall()[0][0]
 
 
-def _results(con, start, end, listing, read, staged, rejected, elapsed):
+def _results(con, start, end, listing, read, staged, rejected, elapsed, chunks):
     window = [start, end]
     lines = _scalar(
         con,
         "select count(*) from staging.lineitem where l_orderdate >= ? and l_orderdate < ?",
         window,
     )
-    common = {"window": f"{start} .. {end} (end exclusive)", "duration_s": round(elapsed, 3)}
+    common = {
+        "window": f"{start} .. {end} (end exclusive)",
+        "chunks": chunks,
+        "duration_s": round(elapsed, 3),
+    }
     yield dg.MaterializeResult(
         asset_key=ORDERS_KEY,
         metadata={

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import simulator.inventory
+from foundation.sqldb.bulk import fetch_all
 from foundation.sqldb.connections import sqlite_url
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
 from resources.inventory import Reservation, ReservationRequest, SqlInventory, StockItem
@@ -341,6 +343,24 @@ def test_a_known_key_twice_in_a_batch_under_another_day_gets_its_first_decision(
     again = stocked.reserve([line(1, 1, 4, "2021-01-09"), line(1, 1, 4, "2021-01-09")])
     assert again == [first, first]
     assert available(stocked) == 6
+
+
+def test_a_chunk_reads_the_stock_of_its_own_pairs_not_all_of_it(tmp_path, monkeypatch):
+    # A month at SF 1 asks for some 70 k of the 800 k pairs, once per chunk of a backfill.
+    system = inventory(tmp_path)
+    system.seed_stock([StockItem(p, s, 120) for p in range(1, 25_001) for s in (1, 2, 3, 4)])
+    read = []
+
+    def recording(conn, sql, params=()):
+        found = fetch_all(conn, sql, params)
+        if " from stock" in sql:
+            read.append(len(found))
+        return found
+
+    monkeypatch.setattr(simulator.inventory, "fetch_all", recording)
+    month = [line(order, 1, 1, part=order, supp=1) for order in range(1, 25_001)]
+    assert {r.status for r in system.reserve(month)} == {RESERVED}
+    assert read and max(read) == len(month)
 
 
 def test_an_empty_batch_is_a_no_op(tmp_path, stocked):
