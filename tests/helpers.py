@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sqlite3
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from assets.staging.catalog import staging_catalog
 from assets.staging.orders import staging_orders
@@ -176,36 +179,54 @@ def analyse_history(data: Path, **kwargs) -> dg.ExecuteInProcessResult:
     )
 
 
-def outputs(data: Path) -> dict[str, list]:
-    """Everything runs left in a data dir, to compare two runs: every warehouse table without its
-    wall-clock columns (timestamps, and durations in seconds named `*_s`), every table of the
-    systems' SQLite databases, and the outbox's messages (folder, file name and text).
+def outputs(data: Path) -> dict[str, tuple[int, str]]:
+    """What runs left in a data dir, to compare two runs: (rows, digest of their contents) by name.
+
+    Every warehouse table without its wall-clock columns (timestamps, and durations in seconds
+    named `*_s`; floating-point values rounded to 9 places, as parallel sums may differ in the
+    last bit), every table of the systems' SQLite databases, and the outbox's messages (folder,
+    file name and text). Read a row at a time: whole-history outputs fit in little memory.
     """
-    found: dict[str, list] = {}
+    found: dict[str, tuple[int, str]] = {}
     with resources_for(data)["warehouse"].connect() as con:
         columns = con.execute(
-            "select table_schema, table_name, list(column_name order by ordinal_position) "
-            "filter (where data_type not like 'TIMESTAMP%' and not ends_with(column_name, '_s')) "
-            "from information_schema.columns "
+            "select table_schema, table_name, list(case when data_type in ('DOUBLE', 'FLOAT') "
+            "then format('round({}, 9)', column_name) else column_name end "
+            "order by ordinal_position) filter (where data_type not like 'TIMESTAMP%' "
+            "and not ends_with(column_name, '_s')) from information_schema.columns "
             "where table_catalog = current_database() group by all order by all"
         ).fetchall()
         for schema, table, names in columns:
-            found[f"warehouse {schema}.{table}"] = con.execute(
-                f"select {', '.join(names)} from {schema}.{table} order by all"
-            ).fetchall()
+            con.execute(f"select {', '.join(names)} from {schema}.{table} order by all")
+            found[f"warehouse {schema}.{table}"] = _digest(_fetched(con))
     for database in sorted((data / "systems").glob("*.sqlite")):
         with closing(sqlite3.connect(database)) as con:
             tables = con.execute("select name from sqlite_master where type = 'table' order by 1")
             for (table,) in tables.fetchall():
-                table_rows = con.execute(f"select * from {table}").fetchall()
-                found[f"{database.name} {table}"] = sorted(table_rows, key=repr)
+                width = len(con.execute(f"select * from {table} limit 0").description)
+                order = ", ".join(str(n) for n in range(1, width + 1))
+                found[f"{database.name} {table}"] = _digest(
+                    con.execute(f"select * from {table} order by {order}")
+                )
     outbox = data / "outbox"
-    found["outbox"] = sorted(
-        (str(path.relative_to(outbox)), path.read_bytes())
-        for path in outbox.glob(".*/*/*")
-        if path.is_file()
-    )
+    messages = sorted(outbox.glob(".*/*/*"))
+    found["outbox"] = _digest((str(p.relative_to(outbox)), p.read_bytes()) for p in messages)
     return found
+
+
+def _digest(rows: Iterable[tuple]) -> tuple[int, str]:
+    """How many rows, and a digest of them in order."""
+    digest, count = hashlib.sha256(), 0
+    for row in rows:
+        digest.update(repr(row).encode())
+        count += 1
+    return count, digest.hexdigest()
+
+
+def _fetched(con: duckdb.DuckDBPyConnection) -> Iterator[tuple]:
+    """The rows of the connection's last query, fetched in batches."""
+    while batch := con.fetchmany(10_000):
+        yield from batch
 
 
 def check_outcomes(result: dg.ExecuteInProcessResult) -> dict[str, bool]:

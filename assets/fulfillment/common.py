@@ -1,4 +1,4 @@
-"""What the fulfillment steps share: their decorator, chunked window reads and writes, call guards, e-mail."""
+"""What the fulfillment steps share: decorator, chunked window reads and writes, call guards, e-mail."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 One step stages a whole time window (a day, or a backfill's whole range in one run), a chunk of
 calendar months at a time (`ORDERFLOW_CHUNK_MONTHS`): it deletes the chunk from the three tables
-and inserts the chunk's records again, in one transaction per chunk. Reading every batch of each day
-again makes a re-run, a retry or a late batch exactly-once by construction: each landed record ends
-up either staged once (the first copy of an order) or rejected with a reason.
+and inserts the chunk's records again, one transaction per chunk. Reading every batch of each day
+again makes a re-run, a retry or a late batch exactly-once by construction: each landed record
+ends up either staged once (the first copy of an order) or rejected with a reason.
 """
 
 import time

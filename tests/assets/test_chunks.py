@@ -12,8 +12,11 @@ import dagster as dg
 import pytest
 
 from foundation import layout
+from simulator.history import generate_store
 from simulator.outages import Outage, outage_path, write_outage
 from tests.helpers import (
+    HISTORY_END,
+    HISTORY_START,
     WEEKS_END,
     WEEKS_START,
     analyse,
@@ -80,9 +83,30 @@ def test_a_month_at_a_time_equals_the_window_in_one_chunk(chunked_weeks, tmp_pat
         [NEW_MONTH],
     )
     assert backordered == [(2,)]
-    assert {row[1] for row in chunked["inventory.sqlite supplier_restocks"]} == {202101}
-    assert chunked["outbox"] and chunked["carrier.sqlite shipments"]
-    assert chunked["accounting.sqlite journal_entries"]
+    with closing(sqlite3.connect(data / "systems" / "inventory.sqlite")) as con:
+        restocked = con.execute("select distinct month from supplier_restocks").fetchall()
+    assert restocked == [(202101,)]
+    for name in ("outbox", "carrier.sqlite shipments", "accounting.sqlite journal_entries"):
+        assert chunked[name][0] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_history_at_sf_0_1_a_month_at_a_time_equals_it_in_one_chunk(tmp_path):
+    store = tmp_path / "store"
+    generate_store(store, 0.1)
+    found = {}
+    for months, chunks in (("1", {80}), ("0", {1})):
+        data = make_data_dir(tmp_path / f"chunk-months-{months}", store)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("ORDERFLOW_CHUNK_MONTHS", months)
+            assert whole_graph(data, HISTORY_START, HISTORY_END) == chunks
+        found[months] = outputs(data)
+    chunked, whole = found["1"], found["0"]
+    assert sorted(chunked) == sorted(whole)
+    assert [name for name in chunked if chunked[name] != whole[name]] == []
+    assert chunked["warehouse staging.lineitem"][0] == 600_572
+    assert chunked["outbox"][0] > 150_000 * 0.9
 
 
 # Per system: the step that calls it, the idempotency key it refuses (of a January order's line),
