@@ -165,6 +165,11 @@ def instance_environment(work: Path, kind: str) -> Iterator[dict[str, str]]:
         yield server.environment()
 
 
+def _python_path() -> str:
+    """PYTHONPATH with the project first, for processes that import bench/ or tests/ modules."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
 def measure(
     data: Path, work: Path, days: int, rounds: int, max_concurrent: int, environment: dict
 ) -> dict:
@@ -192,7 +197,8 @@ def measure(
             check=True,
             capture_output=True,
             text=True,
-            env={**os.environ, **environment},
+            # The run's step processes import bench.parallel, which is not an installed package.
+            env={**os.environ, **environment, "PYTHONPATH": _python_path()},
         )
         figures = json.loads(done.stdout.strip().splitlines()[-1])
         if not figures["success"]:

@@ -57,6 +57,7 @@ home, data, tags = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 with dg.DagsterInstance.from_config(home) as instance:
     with dg.execute_job(_job(data), instance, tags=tags) as result:
         print(result.run_id)
+        sys.exit(0 if result.success else 1)
 """
 
 
@@ -144,7 +145,12 @@ def test_a_range_run_overlaps_its_branches_with_the_same_effects(
             check=False,
             timeout=600,
             # Six weeks run in parallel when the code location is set so (default: over a year).
-            env={**os.environ, "ORDERFLOW_PARALLEL_FROM_DAYS": "7"},
+            env={
+                **os.environ,
+                "ORDERFLOW_PARALLEL_FROM_DAYS": "7",
+                # Step processes import tests.test_executor, which is not an installed package.
+                "PYTHONPATH": str(ROOT),
+            },
         )
         assert done.returncode == 0, done.stderr[-4000:]
         runs.append(done.stdout.strip().splitlines()[-1])
