@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -60,6 +61,8 @@ JOB = "order_to_cash_job"
 SENSOR = "analytics_automation_sensor"
 FROM_UI = {"key": "dagster/from_ui", "value": "true"}  # what the UI adds to what it launches
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+MB = 1024 * 1024
+MEMORY_SAMPLE_S = 0.5
 BACKFILL_DONE = {"COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 LATENCY_FIRST_DAY = date(2026, 7, 1)  # inside every store's history
 
@@ -229,6 +232,70 @@ def runs(url: str, key: str, value: str) -> list[dict]:
     return found["runsOrError"]["results"]
 
 
+def _is_run_worker(process) -> bool:
+    """A run's own process: the code server spawns one per run (multiprocessing's `spawn_main`;
+    `dagster api execute_run` where runs are launched as commands)."""
+    command = " ".join(process.cmdline())
+    if "execute_run" in command:
+        return True
+    parent = process.parent()
+    return (
+        "spawn_main" in command and parent is not None and "api grpc" in " ".join(parent.cmdline())
+    )
+
+
+class RunMemory(threading.Thread):
+    """Peak memory of the runs' processes: each run worker with its
+    descendants (the forkserver and step processes of a parallel range), not `dagster dev` itself.
+
+    Sampled every MEMORY_SAMPLE_S among this process's descendants. RSS counts a page that
+    forked processes share once in each; PSS splits it, so the PSS sum is what the runs cost.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.done = threading.Event()
+        self.peaks: dict[str, dict[str, float]] = {}
+
+    def _keep(self, role: str, rss: float, pss: float) -> None:
+        peak = self.peaks.setdefault(role, {"rss": 0.0, "pss": 0.0})
+        peak["rss"], peak["pss"] = max(peak["rss"], rss / MB), max(peak["pss"], pss / MB)
+
+    def sample(self) -> None:
+        import psutil
+
+        sums = {"runs": [0, 0], "run worker": [0, 0], "step processes": [0, 0]}
+        for process in psutil.Process().children(recursive=True):
+            try:
+                if not _is_run_worker(process):
+                    continue
+                tree = [(process, "run worker")]
+                tree += [(child, "step processes") for child in process.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for member, role in tree:
+                try:
+                    memory = member.memory_full_info()
+                except psutil.Error:  # ended between the listing and the reading
+                    continue
+                for key in ("runs", role):
+                    sums[key][0] += memory.rss
+                    sums[key][1] += memory.pss
+                self._keep("largest process", memory.rss, memory.pss)
+        for role, (rss, pss) in sums.items():
+            self._keep(role, rss, pss)
+
+    def run(self) -> None:
+        while not self.done.wait(MEMORY_SAMPLE_S):
+            self.sample()
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        """Stop sampling; the peaks, MB by role."""
+        self.done.set()
+        self.join()
+        return self.peaks
+
+
 def newcomer_backfill(url: str, days: int | None, timeout: float) -> dict:
     """Launch `order_to_cash_job` over every partition as the UI does; time it to completion."""
     # The sensor's first tick takes stock of what is there: a newcomer's clicks take longer.
@@ -253,6 +320,8 @@ def newcomer_backfill(url: str, days: int | None, timeout: float) -> dict:
         "fromFailure": False,
         "selector": {"partitionSetName": partition_set, "repositorySelector": repository},
     }
+    memory = RunMemory()
+    memory.start()
     launched_at = time.time()
     launched = graphql(url, LAUNCH_BACKFILL, {"backfillParams": params})["launchPartitionBackfill"]
     if launched["__typename"] != "LaunchBackfillSuccess":
@@ -268,9 +337,11 @@ def newcomer_backfill(url: str, days: int | None, timeout: float) -> dict:
             figures["backfill_completed_s"] = state["endTimestamp"] - launched_at
             figures["backfill_seen_completed_s"] = time.time() - launched_at
             backfill_runs = runs(url, "dagster/backfill", backfill_id)
+            figures["peak_mb"] = memory.stop()
             break
         time.sleep(1)
     else:
+        memory.stop()
         raise SystemExit(f"backfill {backfill_id} not complete after {timeout:.0f} s")
     figures["runs"] = [_run_figures(run, launched_at) for run in backfill_runs]
     if figures["backfill_status"] != "COMPLETED_SUCCESS":
@@ -442,6 +513,8 @@ def report_backfill(figures: dict) -> None:
             f"  analytics run ({SENSOR}): created {run['created_s']:.1f} s, "
             f"ended {run['ended_s']:.1f} s ({run['status']})"
         )
+    for role, peak in figures.get("peak_mb", {}).items():
+        print(f"  backfill's {role}: peak RSS {peak['rss']:,.0f} MB, PSS {peak['pss']:,.0f} MB")
     if "analytics_done_s" in figures:
         print(f"  whole graph up to date at {figures['analytics_done_s']:.1f} s")
 
