@@ -26,7 +26,10 @@ not a small difference of two large, noisy figures. `--systems postgres` puts th
 carrier and ledger on a PostgreSQL server of their own (the same module; URLs through
 ORDERFLOW_INVENTORY_URL, ORDERFLOW_CARRIER_DB, ORDERFLOW_ACCOUNTING_URL). Each phase's peak memory
 is its process tree's summed RSS and PSS, sampled, beside the servers' (and its own VmHWM); the
-data dir's and the instance's disk use are taken after the run. The figures, with each step's data
+data dir's and the instance's disk use are taken after the run. The phases run in-process
+(`dg.materialize`), which keeps every event of the run in memory to return them (~1 GB for the
+whole history's 36 K materializations with their metadata): the memory of a user's backfill, whose
+run worker keeps none, is `python bench/ui.py backfill --store DIR`'s. The figures, with each step's data
 work per order (its time less the empty copy's, in µs per order), go to a JSON file that
 `--table` sets side by side for several scale factors (linear cost: a ratio of 1.0).
 

@@ -67,16 +67,12 @@ def inventory_stock(
         "select ps_partkey, ps_suppkey, ps_availqty from staging.partsupp order by 1, 2",
         [],
     )
-    items = [
-        StockItem(int(p), int(s), int(q))
-        for p, s, q in zip(
-            supply["ps_partkey"], supply["ps_suppkey"], supply["ps_availqty"], strict=True
-        )
-    ]
     added = 0
     with calling(context, "inventory", FIX):
-        for batch in chunks(items, SEED_BATCH):
-            added += inventory.seed_stock(batch)
+        # A batch's items at a time: SF 10's 8 M pairs as objects would take gigabytes.
+        for start in range(0, len(supply), SEED_BATCH):
+            batch = supply.iloc[start : start + SEED_BATCH].itertuples(index=False)
+            added += inventory.seed_stock([StockItem(int(p), int(s), int(q)) for p, s, q in batch])
         levels = inventory.stock_levels()
         overcommitted = inventory.overcommitted()
     frame = pd.DataFrame.from_records(
