@@ -7,13 +7,16 @@ run steps in parallel"). A longer range (a backfill's single run, its analytics 
 to `max_concurrent` steps at once, each in a process of its own forked from a server that
 imported the code once: the graph's branches (back-order notices beside invoices, e-mails beside
 ledger postings, the marts) overlap, waiting for each other only for the warehouse's brief reads
-and writes (resources/warehouse.py), and the timeline in the UI shows them side by side.
+and writes (resources/warehouse.py), and the timeline in the UI shows them side by side. Either
+way, the run first gives its steps' pools their limits (`initialize_pools`), so that two runs
+starting at once do not both set a new pool's limit at their steps' first claims.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 import dagster as dg
+import sqlalchemy as sa
 
 from foundation import settings
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -33,6 +36,28 @@ def run_days(tags: Mapping[str, str]) -> int:
     return (date.fromisoformat(end) - date.fromisoformat(start)).days + 1
 
 
+def initialize_pools(instance: dg.DagsterInstance, pools: Iterable[str]) -> None:
+    """Give each of `pools` that has no limit yet the instance's default, as its first claim would.
+
+    Dagster 1.13 sets a pool's limit when a step first claims it; when two runs do so at once on
+    PostgreSQL, the second one's insert of the limit row violates the unique index, the update
+    Dagster then tries fails in the aborted transaction, and that run fails before its steps.
+    Done here before the steps claim, a run that loses the race finds the pool set and goes on.
+    """
+    storage = instance.event_log_storage
+    if (
+        not storage.supports_global_concurrency_limits
+        or instance.global_op_concurrency_default_limit is None
+    ):
+        return
+    for pool in sorted(set(pools) - storage.get_concurrency_keys()):
+        try:
+            storage.initialize_concurrency_limit_to_default(pool)
+        except sa.exc.DBAPIError:
+            if pool not in storage.get_concurrency_keys():
+                raise
+
+
 class _ByRunLength(dg.Executor):
     """Runs shorter than `parallel_from_days` in-process, longer ones with the multiprocess executor."""
 
@@ -44,6 +69,8 @@ class _ByRunLength(dg.Executor):
         return self.in_process.retries
 
     def execute(self, plan_context, execution_plan):
+        steps = execution_plan.get_steps_to_execute_in_topo_order()
+        initialize_pools(plan_context.instance, {step.pool for step in steps if step.pool})
         long_run = run_days(plan_context.run_tags) >= self.from_days
         chosen = self.parallel if self.parallel is not None and long_run else self.in_process
         return chosen.execute(plan_context, execution_plan)
