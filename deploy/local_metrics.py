@@ -220,6 +220,8 @@ class LocalMetrics:
 
 def _require_free(port: int, variable: str) -> None:
     with socket.socket() as probe:
+        # As the servers bind: connections of a server just stopped (TIME_WAIT) are no obstacle.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:

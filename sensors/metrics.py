@@ -164,6 +164,8 @@ def asset_metrics(
             continue
         end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         newest.add_metric([asset], end.timestamp())
+        if key not in DAY_FIGURES and key != STEP_LATENCY_KEY:
+            continue
         metadata = _day_metadata(instance, key, day.isoformat())
         for metadata_key, name, _ in DAY_FIGURES.get(key, ()):
             number = _number(metadata.get(metadata_key))
