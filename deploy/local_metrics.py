@@ -97,10 +97,12 @@ class LocalMetrics:
 
     @property
     def pushgateway_url(self) -> str:
+        """Where the Pushgateway takes pushes (and serves what it holds, at /metrics)."""
         return f"http://{HOST}:{self.pushgateway_port}"
 
     @property
     def prometheus_url(self) -> str:
+        """Prometheus' UI and HTTP API."""
         return f"http://{HOST}:{self.prometheus_port}"
 
     @property
@@ -278,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         status = run(servers, command)
     except MetricsServersMissing as missing:
-        raise SystemExit(f"make dev METRICS=1 needs Prometheus and its Pushgateway: {missing}")
+        raise SystemExit(
+            f"make dev METRICS=1 needs Prometheus and its Pushgateway: {missing}"
+        ) from None
     sys.exit(status if status >= 0 else 128 - status)
 
 

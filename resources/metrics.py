@@ -56,6 +56,7 @@ class PushgatewayResource(dg.ConfigurableResource):
 
     @property
     def enabled(self) -> bool:
+        """Whether metrics are on: a Pushgateway is named."""
         return bool(self.address)
 
     def push(

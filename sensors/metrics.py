@@ -88,7 +88,7 @@ def job_metrics(instance: dg.DagsterInstance, job: str) -> list["Metric"]:
     for status in FINISHED:
         count = instance.get_runs_count(dg.RunsFilter(job_name=job, statuses=[status]))
         runs.add_metric([status.value.lower()], count)
-    families: list["Metric"] = [runs]
+    families: list[Metric] = [runs]
     for status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE):
         last = _last_run(instance, job, [status])
         if last is not None and last.end_time is not None:
@@ -129,9 +129,7 @@ def _last_run(instance: dg.DagsterInstance, job: str, statuses: list) -> dg.RunR
     return records[0] if records else None
 
 
-def asset_metrics(
-    instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]
-) -> list["Metric"]:
+def asset_metrics(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> list["Metric"]:
     """Each asset's freshness, and its newest day's figures where a run of that day recorded them."""
     materialized = _gauge(
         "orderflow_asset_last_materialization_timestamp_seconds",

@@ -150,7 +150,7 @@ def test_servers_left_by_a_killed_session_are_taken_over_and_ctrl_c_stops_them(t
     try:
         assert ended.stdout.readline() == url
         os.killpg(ended.pid, signal.SIGINT)
-        out, err = ended.communicate(timeout=300)
+        _, err = ended.communicate(timeout=300)
     finally:
         if ended.poll() is None:
             os.killpg(ended.pid, signal.SIGKILL)

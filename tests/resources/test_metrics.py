@@ -35,8 +35,10 @@ def test_a_push_replaces_its_group_and_leaves_the_others(pushgateway):
     after = pushed(pushgateway)
     job = {k: v for k, v in after.items() if ("job", "order_to_cash_job") in k[1]}
     assert job == {
-        ("orderflow_test_a", frozenset({("job", "order_to_cash_job"), ("day", "2021-01-06"),
-                                        ("instance", "")})): 3
+        (
+            "orderflow_test_a",
+            frozenset({("job", "order_to_cash_job"), ("day", "2021-01-06"), ("instance", "")}),
+        ): 3
     }
     assert value(after, "orderflow_test_a", job="orderflow", asset="x/y") == 7
 
@@ -53,8 +55,12 @@ def test_without_a_url_metrics_are_off(monkeypatch):
 
 def test_an_unreachable_pushgateway_fails_naming_it_and_the_fix():
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(MetricsUnavailable, match=rf"Pushgateway at {url}.*(refused|Errno).*METRICS=1"):
-        PushgatewayResource(url=url).push("order_to_cash_job", [gauge("orderflow_test_a", {"d": 1})])
+    with pytest.raises(
+        MetricsUnavailable, match=rf"Pushgateway at {url}.*(refused|Errno).*METRICS=1"
+    ):
+        PushgatewayResource(url=url).push(
+            "order_to_cash_job", [gauge("orderflow_test_a", {"d": 1})]
+        )
 
 
 def test_a_push_is_bounded(pushgateway):

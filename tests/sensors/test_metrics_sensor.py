@@ -109,9 +109,10 @@ def test_a_day_s_run_pushes_its_figures_once_and_an_earlier_day_leaves_them(
     assert figures["orderflow_day_orders"] > 0 and figures["orderflow_day_lines_reserved"] > 0
     for name, expected in figures.items():
         assert value(samples, name, job="orderflow", day=DAY) == expected, name
-    assert value(samples, "orderflow_day_orders", asset="staging/orders") == figures[
-        "orderflow_day_orders"
-    ]
+    assert (
+        value(samples, "orderflow_day_orders", asset="staging/orders")
+        == figures["orderflow_day_orders"]
+    )
     latency = dict(
         ((step, p), seconds)
         for step, p50, p95 in query(
@@ -139,9 +140,9 @@ def test_a_day_s_run_pushes_its_figures_once_and_an_earlier_day_leaves_them(
     assert value(samples, "orderflow_run_duration_seconds", job=JOB) == pytest.approx(
         record.end_time - record.start_time
     )
-    assert value(
-        samples, "orderflow_run_last_success_timestamp_seconds", job=JOB
-    ) == pytest.approx(record.end_time)
+    assert value(samples, "orderflow_run_last_success_timestamp_seconds", job=JOB) == pytest.approx(
+        record.end_time
+    )
     assert labels_of(samples, "orderflow_run_last_failure_timestamp_seconds") == []
     steps = {labels["step"] for labels in labels_of(samples, "orderflow_step_duration_seconds")}
     assert {"staging_orders", "fulfillment__allocations", "fulfillment__reconciliation"} <= steps
