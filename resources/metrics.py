@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import dagster as dg
 from pydantic import Field
@@ -65,6 +66,12 @@ class PushgatewayResource(dg.ConfigurableResource):
         """Replace the group (`job` and `grouping_key`) with `families`, at most MAX_SAMPLES samples."""
         from prometheus_client import CollectorRegistry, push_to_gateway
 
+        if urlsplit(self.address).username is not None:
+            raise ValueError(
+                "The Pushgateway's URL carries credentials, which would show in logs and errors: "
+                f"set {PUSHGATEWAY_URL_ENV} without them (the Pushgateway has no authentication "
+                "of its own: reach it over a private network)"
+            )
         samples = sum(len(family.samples) for family in families)
         if samples > MAX_SAMPLES:
             raise ValueError(

@@ -68,3 +68,10 @@ def test_a_push_is_bounded(pushgateway):
     with pytest.raises(ValueError, match=rf"{MAX_SAMPLES + 1} samples.*at most {MAX_SAMPLES}"):
         PushgatewayResource(url=pushgateway).push("orderflow", [gauge("orderflow_test_a", days)])
     assert pushed(pushgateway) == {}
+
+
+def test_a_url_carrying_credentials_is_refused_without_showing_them():
+    metrics = PushgatewayResource(url="http://ops:s3cret-pw@127.0.0.1:9091")
+    with pytest.raises(ValueError, match=r"credentials") as refused:
+        metrics.push("orderflow", [gauge("orderflow_test_a", {"d": 1})])
+    assert "s3cret-pw" not in str(refused.value)
