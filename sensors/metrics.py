@@ -12,7 +12,7 @@ replaced by the next one; the days' history is Prometheus' to keep.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -129,8 +129,13 @@ def _last_run(instance: dg.DagsterInstance, job: str, statuses: list) -> dg.RunR
     return records[0] if records else None
 
 
-def asset_metrics(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> list["Metric"]:
-    """Each asset's freshness, and its newest day's figures where a run of that day recorded them."""
+def asset_metrics(
+    instance: dg.DagsterInstance, partitioned: Mapping[dg.AssetKey, bool]
+) -> list["Metric"]:
+    """Each asset's freshness, and its newest day's figures where a run of that day recorded them.
+
+    `partitioned` tells, for each asset, whether it is partitioned by day.
+    """
     materialized = _gauge(
         "orderflow_asset_last_materialization_timestamp_seconds",
         "When the asset was last materialised.",
@@ -151,13 +156,13 @@ def asset_metrics(instance: dg.DagsterInstance, keys: Iterable[dg.AssetKey]) -> 
         "Percentiles of the time the day's orders took at each step (from the step before).",
         ["asset", "day", "step", "quantile"],
     )
-    for key in sorted(keys):
+    for key in sorted(partitioned):
         asset = key.to_user_string()
         last = instance.fetch_materializations(key, limit=1).records
         if not last:
             continue
         materialized.add_metric([asset], last[0].timestamp)
-        day = _newest_day(instance, key)
+        day = _newest_day(instance, key) if partitioned[key] else None
         if day is None:
             continue
         end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
@@ -224,15 +229,19 @@ def push_metrics(context: dg.RunStatusSensorContext, metrics: PushgatewayResourc
         )
     instance, repository = context.instance, context.repository_def
     jobs = {context.dagster_run.job_name}
-    keys: list[dg.AssetKey] = []
+    assets: dict[dg.AssetKey, bool] = {}
     if repository is not None:
         jobs |= {job.name for job in repository.get_all_jobs()}
-        keys = [key for key, a in repository.assets_defs_by_key.items() if a.is_materializable]
+        assets = {
+            key: a.partitions_def is not None
+            for key, a in repository.assets_defs_by_key.items()
+            if a.is_materializable
+        }
     for job in sorted(jobs):
         metrics.push(job, job_metrics(instance, job))
-    metrics.push(ASSETS_JOB, asset_metrics(instance, keys))
+    metrics.push(ASSETS_JOB, asset_metrics(instance, assets))
     context.log.info(
-        f"Pushed the metrics of {len(jobs)} jobs and {len(keys)} assets to {metrics.address} "
+        f"Pushed the metrics of {len(jobs)} jobs and {len(assets)} assets to {metrics.address} "
         f"after run {context.dagster_run.run_id} ({context.dagster_run.job_name})"
     )
     return None

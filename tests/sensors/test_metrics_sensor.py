@@ -15,6 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
+from foundation.registry import ORDERS_KEY
 from foundation.settings import PROJECT_ROOT, PUSHGATEWAY_URL_ENV
 from orchestration_defs.definitions import build_resources, defs
 from resources.metrics import PushgatewayResource
@@ -93,7 +95,7 @@ def expected_figures(data: Path, day: str) -> dict[str, float]:
     }
 
 
-def test_a_day_s_run_pushes_its_figures_once_and_an_earlier_day_leaves_them(
+def test_a_day_s_run_pushes_its_figures_and_a_retried_tick_counts_nothing_twice(
     copy_of_staged, dagster_instance, pushgateway
 ):
     data, instance = copy_of_staged, dagster_instance
@@ -160,15 +162,6 @@ def test_a_day_s_run_pushes_its_figures_once_and_an_earlier_day_leaves_them(
     tick(run_success_metrics_sensor, instance, pushgateway, after.cursor)  # nothing new
     assert pushed(pushgateway) == samples
 
-    # A run of an earlier day afterwards (a late file) counts as a run; the day figures stay the
-    # newest day's.
-    order_to_cash(data, instance, EARLIER)
-    tick(run_success_metrics_sensor, instance, pushgateway, after.cursor)
-    later = pushed(pushgateway)
-    assert value(later, "orderflow_runs_total", job=JOB, status="success") == 2
-    assert {labels["day"] for labels in labels_of(later, "orderflow_day_orders")} == {DAY}
-    assert value(later, "orderflow_day_orders", day=DAY) == figures["orderflow_day_orders"]
-
 
 @dg.asset(retry_policy=dg.RetryPolicy(max_retries=2))
 def flaky() -> None:
@@ -213,6 +206,46 @@ def test_a_failed_run_counts_once_with_its_retries(sqlite_instance, pushgateway)
     assert value(
         samples, "orderflow_run_last_failure_timestamp_seconds", job=ASSET_JOB
     ) == pytest.approx(end)
+
+
+@dg.asset(
+    key=ORDERS_KEY,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def days_staged(context):
+    """Stands for staging/orders: `records_staged` counts the days of its run's window."""
+    return dg.MaterializeResult(metadata={"records_staged": len(context.partition_keys)})
+
+
+def test_each_asset_reports_its_newest_day_and_only_a_run_of_that_day_alone(
+    sqlite_instance, pushgateway
+):
+    instance = sqlite_instance
+    watching = tick(run_success_metrics_sensor, instance, pushgateway)
+
+    def after(**run) -> tuple[set[tuple[str, float]], float]:
+        """(day, figure) of orderflow_day_orders, and the asset's newest day's end, after a run."""
+        assert dg.materialize([days_staged], instance=instance, **run).success
+        tick(run_success_metrics_sensor, instance, pushgateway, watching.cursor)
+        samples = pushed(pushgateway)
+        figures = {
+            (labels["day"], value(samples, "orderflow_day_orders", day=labels["day"]))
+            for labels in labels_of(samples, "orderflow_day_orders")
+        }
+        newest = value(
+            samples, "orderflow_asset_newest_day_end_timestamp_seconds", asset="staging/orders"
+        )
+        return figures, newest
+
+    assert after(partition_key=DAY) == ({(DAY, 1)}, day_end(DAY))
+    # A backfill's run over both days records its range's figures on each: none for the day.
+    assert after(tags={RANGE_START_TAG: EARLIER, RANGE_END_TAG: DAY}) == (set(), day_end(DAY))
+    # A run of an earlier day (a late file) leaves the newest day in place.
+    assert after(partition_key=EARLIER) == (set(), day_end(DAY))
+    assert after(partition_key=DAY) == ({(DAY, 1)}, day_end(DAY))
+    # The analytics refresh's one-day range is a run of that day alone.
+    assert after(tags={RANGE_START_TAG: DAY, RANGE_END_TAG: DAY}) == ({(DAY, 1)}, day_end(DAY))
 
 
 def test_without_a_pushgateway_the_sensors_skip_saying_how_to_turn_metrics_on(
