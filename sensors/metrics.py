@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.metrics_core import Metric
 
-# The Pushgateway's job for the assets' figures, which belong to no one Dagster job.
+# The Pushgateway's job for the assets' figures, which belong to no single Dagster job.
 ASSETS_JOB = "orderflow"
 FINISHED = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 # A day's figures: (metadata key its asset records, metric, meaning), by asset.

@@ -15,6 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from deploy.dagster_dev import free_port
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG, daily_partitions
 from foundation.registry import ORDERS_KEY
 from foundation.settings import PROJECT_ROOT, PUSHGATEWAY_URL_ENV
@@ -259,6 +260,15 @@ def test_without_a_pushgateway_the_sensors_skip_saying_how_to_turn_metrics_on(
     assert "Metrics are off" in result.skip_message
     assert PUSHGATEWAY_URL_ENV in result.skip_message
     assert "make dev METRICS=1" in result.skip_message
+
+
+def test_a_pushgateway_that_is_down_fails_the_tick_saying_so(sqlite_instance):
+    url = f"http://127.0.0.1:{free_port()}"
+    watching = tick(run_success_metrics_sensor, sqlite_instance, url)
+    assert dg.materialize([steady], instance=sqlite_instance).success
+    result = tick(run_success_metrics_sensor, sqlite_instance, url, watching.cursor)
+    (reaction,) = result.dagster_run_reactions
+    assert f"The Pushgateway at {url} did not take the metrics" in reaction.error.to_string()
 
 
 def test_the_code_location_reports_metrics_through_its_resource():
