@@ -16,6 +16,12 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # writes, see deploy/local_postgres.py) or sqlite (Dagster's default: dagster.yaml as it is).
 INSTANCE    ?= postgres
 DEV_ENV     := ORDERFLOW_DATA_DIR="$(DATA_DIR)" ORDERFLOW_UI_URL="$(UI_URL)"
+# Metrics (METRICS=1): Prometheus and its Pushgateway on loopback around dagster dev, their state in
+# $(DAGSTER_HOME)/metrics, ORDERFLOW_PUSHGATEWAY_URL set for it (deploy/local_metrics.py).
+METRICS          ?=
+PROMETHEUS_PORT  ?= 9090
+PUSHGATEWAY_PORT ?= 9091
+WITH_METRICS = $(if $(filter-out 0 1,$(METRICS)),$(error METRICS must be 1 (on) or 0 (off), not "$(METRICS)"))$(if $(filter 1,$(METRICS)),$(BIN)/python -m deploy.local_metrics --home "$(DAGSTER_HOME)" --pushgateway-port $(PUSHGATEWAY_PORT) --prometheus-port $(PROMETHEUS_PORT) -- ,)
 DAGSTER_DEV := $(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(PORT)
 
 .PHONY: dev test test-slow test-all install store lint bench clean
@@ -37,10 +43,10 @@ store: install
 dev: store
 	mkdir -p "$(DAGSTER_HOME)"
 ifeq ($(INSTANCE),postgres)
-	$(DEV_ENV) $(BIN)/python -m deploy.local_postgres --home "$(DAGSTER_HOME)" -- $(DAGSTER_DEV)
+	$(DEV_ENV) $(WITH_METRICS)$(BIN)/python -m deploy.local_postgres --home "$(DAGSTER_HOME)" -- $(DAGSTER_DEV)
 else ifeq ($(INSTANCE),sqlite)
 	cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	$(DEV_ENV) $(DAGSTER_DEV)
+	$(DEV_ENV) $(WITH_METRICS)$(DAGSTER_DEV)
 else
 	$(error INSTANCE must be postgres or sqlite, not "$(INSTANCE)")
 endif

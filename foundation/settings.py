@@ -132,3 +132,11 @@ def _whole_number(name: str, default: str, unit: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise ValueError(f"{name}={text!r}: give a whole number of {unit}, 1 or more")
     return int(text)
+
+
+PUSHGATEWAY_URL_ENV = "ORDERFLOW_PUSHGATEWAY_URL"
+
+
+def pushgateway_url() -> str:
+    """Prometheus' Pushgateway for the metrics (`$ORDERFLOW_PUSHGATEWAY_URL`); empty: metrics off."""
+    return os.environ.get(PUSHGATEWAY_URL_ENV, "").strip().rstrip("/")

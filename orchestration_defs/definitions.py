@@ -37,6 +37,7 @@ from resources.accounting import SqlAccounting
 from resources.carrier import CarrierResource, LocalCarrier
 from resources.carrier_http import HttpCarrier
 from resources.inventory import SqlInventory
+from resources.metrics import PushgatewayResource
 from resources.notifier import MaildirNotifier, NotifierResource
 from resources.notifier_outbox import OutboxNotifier
 from resources.notifier_smtp import SmtpNotifier
@@ -46,6 +47,7 @@ from resources.warehouse import WarehouseResource
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
 from sensors.analytics import analytics_automation_sensor
 from sensors.landing import landing_zone_sensor
+from sensors.metrics import run_failure_metrics_sensor, run_success_metrics_sensor
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -99,6 +101,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "notifier": _notifier(),
         "reports": ReportStore(directory=str(layout.reports_dir(settings.data_dir()))),
         "accounting": SqlAccounting(),
+        # Off unless $ORDERFLOW_PUSHGATEWAY_URL names a Pushgateway (read when the sensors push).
+        "metrics": PushgatewayResource(),
     }
 
 
@@ -134,6 +138,8 @@ defs = with_automation(
             blocking_check_alert_sensor,
             analytics_automation_sensor,
             landing_zone_sensor,
+            run_success_metrics_sensor,
+            run_failure_metrics_sensor,
         ],
         resources=build_resources(),
         # A day's run in-process, a range's steps in parallel processes (orchestration_defs/executor.py).

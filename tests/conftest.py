@@ -22,6 +22,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from deploy.local_metrics import LocalMetrics
 from deploy.local_postgres import LocalPostgres
 from simulator.history import find_tpchgen, generate_store
 from tests.dagster_dev import DagsterDev, running
@@ -38,6 +39,7 @@ from tests.helpers import (
     make_data_dir,
     stage,
 )
+from tests.metrics import running_servers
 from tests.postgres import drop_database, local_server, new_database, running_server
 
 # Two tiers: `make test` runs every test not marked `slow`, `make test-slow` the `slow` ones, under
@@ -62,6 +64,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def postgres_server():
     """A throwaway PostgreSQL server shared by the session (tests/postgres.py)."""
     yield from running_server()
+
+
+@pytest.fixture
+def pushgateway(tmp_path) -> Iterator[str]:
+    """A Pushgateway of the test's own on a free loopback port (tests/metrics.py): its URL."""
+    with running_servers(tmp_path / "metrics", prometheus=False) as servers:
+        yield servers.pushgateway_url
+
+
+@pytest.fixture
+def metrics_servers(tmp_path) -> Iterator[LocalMetrics]:
+    """The Pushgateway and Prometheus scraping it every second (tests/metrics.py)."""
+    with running_servers(tmp_path / "metrics") as servers:
+        yield servers
 
 
 @pytest.fixture(scope="session")

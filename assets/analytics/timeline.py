@@ -117,6 +117,25 @@ LATENCY_SQL = " union all ".join(
     for step in STEPS
 )
 
+# Each step's percentiles over the run's whole window (a day's run: that day's row of
+# step_latency), as materialisation metadata: the UI plots them and the metrics sensors push them.
+WINDOW_LATENCY_SQL = " union all ".join(
+    f"select '{step}', quantile_cont({step}_s, 0.5), quantile_cont({step}_s, 0.95) "  # noqa: S608
+    f"from analytics.order_timeline where o_orderdate >= ? and o_orderdate < ?"
+    for step in STEPS
+)
+
+
+def _latency_metadata(con, params: list) -> dict[str, float]:
+    """`<step>_p50_s` and `<step>_p95_s` of the window, for the steps some order completed."""
+    found = con.execute(WINDOW_LATENCY_SQL, params * len(STEPS)).fetchall()
+    return {
+        f"{step}_{name}_s": seconds
+        for step, p50, p95 in found
+        for name, seconds in (("p50", p50), ("p95", p95))
+        if seconds is not None
+    }
+
 
 @analytics_assets(
     "order_timeline",
@@ -193,6 +212,7 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             "order by day desc, step limit 5",
             params,
             asset_key=STEP_LATENCY_KEY,
+            **_latency_metadata(con, params),
         )
         duplicates = offending(
             con,
