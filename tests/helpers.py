@@ -28,6 +28,7 @@ from resources.notifier import MaildirNotifier
 from resources.notifier_outbox import OutboxNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
+from resources.rules import RulesResource
 from resources.warehouse import WarehouseResource
 
 SCALE = 0.01
@@ -82,6 +83,8 @@ def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -
         "accounting": SqlAccounting(
             url=sqlite_url(systems / "accounting.sqlite"), faults=fault("accounting")
         ),
+        # The rules file of `$ORDERFLOW_RULES` (a test's own), else the project's rules.yaml.
+        "rules": RulesResource.from_file(),
     }
 
 
