@@ -95,6 +95,17 @@ def local_notifier(data: Path, faults: FaultInjection) -> MaildirNotifier | Outb
     return MaildirNotifier(outbox_dir=str(data / "outbox"), faults=faults)
 
 
+def write_rules(path: Path, **sections: dict) -> Path:
+    """A copy of rules.yaml with some rules changed, e.g. `allocation={"order": "priority"}`."""
+    import yaml
+
+    rules = yaml.safe_load((PROJECT_ROOT / "rules.yaml").read_text())
+    for section, values in sections.items():
+        rules[section].update(values)
+    path.write_text(yaml.safe_dump(rules))
+    return path
+
+
 def partition_kwargs(start: str, end: str | None) -> dict:
     """One partition, or the range [start, end] as a single run, as a backfill would."""
     if end is None:
