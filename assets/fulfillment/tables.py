@@ -22,6 +22,9 @@ ALLOCATIONS: Columns = (
     ("l_quantity", "INTEGER", "Units asked for."),
     ("status", "VARCHAR", "reserved (stock set aside) or backordered (not enough stock)."),
     ("line_cents", "BIGINT", "The line's value with tax in cents, TPC-H arithmetic."),
+    ("rules_version", "VARCHAR", "Version of the business rules the decision was made under."),
+    ("revision", "INTEGER", "The order's revision: 0, then +1 each time a re-decision changed it."),
+    ("history", "VARCHAR", "The line's statuses at the order's earlier revisions, oldest first."),
 )
 
 BACKORDER_NOTICES: Columns = (
