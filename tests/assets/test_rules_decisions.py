@@ -61,7 +61,7 @@ def allocations(data: Path, day: str) -> dict[tuple[int, int], tuple]:
         "from fulfillment.allocations where l_orderdate = ?",
         [day],
     )
-    return {(order, line): rest for order, line, *rest in found}
+    return {(order, line): tuple(rest) for order, line, *rest in found}
 
 
 def materialization(result, asset: str) -> dict:
