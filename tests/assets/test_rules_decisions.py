@@ -172,3 +172,38 @@ def message_keys(data: Path) -> list[str]:
         for line in text.splitlines()
         if line.startswith("X-Orderflow-Key:")
     ]
+
+
+def test_the_alert_thresholds_are_the_rules(december, tmp_path, monkeypatch):
+    # Today's rules alert on no rate: the checks pass, no admin is told.
+    result = fulfill(december, DAY)
+    outcomes = checks(result)
+    assert outcomes["reconciliation.backorder_rate_within_threshold"]
+    assert outcomes["reconciliation.on_time_rate_within_threshold"]
+    assert messages(december, "admin") == []
+    # A day with a back-ordered line passes a threshold of 0: one alert, a warning, once.
+    rules = write_rules(tmp_path / "strict.yaml", alerts={"max_backorder_rate": 0.0})
+    monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
+    for _ in range(2):
+        result = fulfill(december, DAY)
+        assert result.success
+        assert not checks(result)["reconciliation.backorder_rate_within_threshold"]
+        (alert,) = messages(december, "admin")
+        assert "1 days past the back-order rate threshold 0.0" in alert
+        assert f"{DAY}: back-order rate" in alert
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "tolerance", "agree"),
+    [
+        (100, 100, 0.0, True),
+        (100, 101, 0.0, False),
+        (100, 101, 0.01, True),
+        (100, 102, 0.01, False),
+        (None, 5, 0.5, False),
+    ],
+)
+def test_reconciliation_allows_the_rules_tolerance(ours, theirs, tolerance, agree):
+    from assets.fulfillment.reconciliation import _agree
+
+    assert _agree(ours, theirs, tolerance) is agree
