@@ -343,7 +343,7 @@ def _reserve(
     stored = frame[keys].merge(
         known.rename(columns={"order_day": "stored_day"}), how="left", on=keys
     )
-    stored["rules_version"] = [_version_text(number) for number in stored["rules_version"]]
+    stored["rules_version"] = _version_texts(stored["rules_version"])
     is_known = stored["status"].notna().to_numpy()
     stale = np.zeros(len(frame), dtype=bool)
     if terms.redecide and terms.rules_version and is_known.any():
@@ -388,11 +388,10 @@ def _version_number(version: str | None) -> int | None:
     return None if version is None else int(version, 16)
 
 
-def _version_text(number: float | None) -> str | None:
-    """The rules version a reservation keeps, as foundation/rules.py writes it (None: not kept)."""
-    import pandas as pd
-
-    return None if number is None or pd.isna(number) else f"{int(number):012x}"
+def _version_texts(numbers: pd.Series) -> pd.Series:
+    """The rules versions reservations keep, as foundation/rules.py writes them (None: not kept)."""
+    texts = {number: f"{int(number):012x}" for number in numbers.dropna().unique()}
+    return numbers.map(texts).astype(object).where(numbers.notna(), None)
 
 
 def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFrame:
