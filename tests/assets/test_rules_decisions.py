@@ -8,7 +8,11 @@ come, first served reserves 5287's line and back-orders 8515's; by priority it i
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,15 @@ from foundation.jobs import REDECIDE_TAG
 from foundation.rules import load_rules
 from foundation.settings import PROJECT_ROOT
 from tests.assets.test_fulfillment import checks, messages, side_effects
-from tests.helpers import fulfill, load_catalog, make_data_dir, query, stage, write_rules
+from tests.helpers import (
+    dagster_home,
+    fulfill,
+    load_catalog,
+    make_data_dir,
+    query,
+    stage,
+    write_rules,
+)
 
 EARLIER, DAY = "2021-12-21", "2021-12-22"
 LOW, URGENT = (5287, 1), (8515, 3)  # (order, line) on part 383, supplier 40
@@ -207,3 +219,28 @@ def test_reconciliation_allows_the_rules_tolerance(ours, theirs, tolerance, agre
     from assets.fulfillment.reconciliation import _agree
 
     assert _agree(ours, theirs, tolerance) is agree
+
+
+def test_the_documented_command_re_decides_a_day(december, by_priority, tmp_path):
+    """README's command: `dagster job execute` of fulfillment_job tagged to re-decide a day."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ORDERFLOW_RULES", str(PROJECT_ROOT / "rules.yaml"))
+        assert fulfill(december, DAY).success
+    tags = {REDECIDE_TAG: "true", "dagster/partition": DAY}
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        *("job", "execute", "-m", "orchestration_defs.definitions", "-j", "fulfillment_job"),
+        *("--tags", json.dumps(tags)),
+    ]
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home(tmp_path / "home")),
+        "ORDERFLOW_DATA_DIR": str(december),
+    }
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    after = allocations(december, DAY)
+    assert after[LOW] == ("backordered", by_priority, 1)
+    assert after[URGENT] == ("reserved", by_priority, 1)
