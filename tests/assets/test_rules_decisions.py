@@ -244,3 +244,31 @@ def test_the_documented_command_re_decides_a_day(december, by_priority, tmp_path
     after = allocations(december, DAY)
     assert after[LOW] == ("backordered", by_priority, 1)
     assert after[URGENT] == ("reserved", by_priority, 1)
+
+
+def test_whole_order_back_orders_hold_the_order_back(december, tmp_path, monkeypatch):
+    rules = write_rules(tmp_path / "whole.yaml", allocation={"backorder": "order"})
+    monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
+    result = fulfill(december, DAY)
+    assert result.success
+    assert all(checks(result).values()), checks(result)
+    decided = allocations(december, DAY)
+    # 8515's line 3 does not fit: none of its six lines is reserved, invoiced or shipped, and the
+    # customer's notice lists all six.
+    assert {status for (order, _), (status, *_) in decided.items() if order == URGENT[0]} == {
+        "backordered"
+    }
+    assert query(
+        december,
+        "select (select count(*) from fulfillment.invoices where o_orderkey = ?),"
+        " (select count(*) from fulfillment.shipments where o_orderkey = ?),"
+        " (select lines from fulfillment.backorder_notices where o_orderkey = ?)",
+        [URGENT[0]] * 3,
+    ) == [(0, 0, 6)]
+    # Every order is either whole or held back whole.
+    assert query(
+        december,
+        "select count(*) from (select l_orderkey from fulfillment.allocations"
+        " where l_orderdate = ? group by 1 having count(distinct status) > 1)",
+        [DAY],
+    ) == [(0,)]
