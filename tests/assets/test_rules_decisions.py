@@ -22,6 +22,7 @@ from foundation.rules import load_rules
 from foundation.settings import PROJECT_ROOT
 from tests.assets.test_fulfillment import checks, messages, side_effects
 from tests.helpers import (
+    analyse,
     dagster_home,
     fulfill,
     load_catalog,
@@ -174,6 +175,14 @@ def test_re_deciding_a_day_compensates_what_changed_once(december, by_priority):
         assert side_effects(december) == effects
         assert allocations(december, DAY) == after
     assert materialization(result, "allocations")["orders_revised"] == 2
+    # The marts see the re-decided day as it is now: 5287 back-ordered, 8515 shipped whole.
+    marts = analyse(december, DAY)
+    assert marts.success and all(checks(marts).values()), checks(marts)
+    assert query(
+        december,
+        "select o_orderkey, outcome from analytics.order_timeline"
+        " where o_orderkey in (5287, 8515) order by 1",
+    ) == [(5287, "backordered"), (8515, "shipped")]
 
 
 def message_keys(data: Path) -> list[str]:
