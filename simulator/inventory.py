@@ -337,44 +337,50 @@ def _reserve(
     import numpy as np
     import pandas as pd
 
+    size = len(frame)
     keys = ["order_key", "line_number"]
     first = ~_duplicated(frame["order_key"], frame["line_number"])
+    status, version = np.empty(size, dtype=object), np.full(size, None, dtype=object)
+    revision, history = np.zeros(size, dtype=np.int64), np.full(size, None, dtype=object)
+    is_known, stale = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
     known = _known(conn, frame, exact)
-    stored = frame[keys].merge(
-        known.rename(columns={"order_day": "stored_day"}), how="left", on=keys
-    )
-    stored["rules_version"] = _version_texts(stored["rules_version"])
-    is_known = stored["status"].notna().to_numpy()
-    stale = np.zeros(len(frame), dtype=bool)
-    if terms.redecide and terms.rules_version and is_known.any():
-        closed = stored.loc[stored["status"] == RELEASED, "order_key"].unique()
-        other = stored["rules_version"].ne(terms.rules_version).to_numpy()
-        stale = first & is_known & other & ~frame["order_key"].isin(closed).to_numpy()
-    decisions = pd.DataFrame({column: stored[column] for column in DECISION_COLUMNS})
-    # A released line was reserved when decided: the decision is what is returned.
-    decisions.loc[decisions["status"] == RELEASED, "status"] = RESERVED
+    if len(known):
+        stored = frame[keys].merge(known, how="left", on=keys)
+        is_known = stored["status"].notna().to_numpy()
+        kept = stored[is_known]
+        # A released line was reserved when decided: the decision is what is returned.
+        status[is_known] = kept["status"].where(kept["status"] != RELEASED, RESERVED).to_numpy()
+        version[is_known] = _version_texts(kept["rules_version"]).to_numpy(dtype=object)
+        revision[is_known] = kept["revision"].to_numpy(dtype=np.int64)
+        history[is_known] = kept["history"].astype(object).where(kept["history"].notna(), None)
+        if terms.redecide and terms.rules_version:
+            closed = stored.loc[stored["status"] == RELEASED, "order_key"].unique()
+            open_orders = ~frame["order_key"].isin(closed).to_numpy()
+            stale = first & is_known & (version != terms.rules_version) & open_orders
     new = first & ~is_known
     if new.any() or stale.any():
-        lines = frame.copy()
-        registered = _register_orders(conn, frame[new].reset_index(drop=True), known, exact)
-        lines.loc[new, "order_day"] = registered["order_day"].to_numpy()
-        lines.loc[stale, "order_day"] = stored.loc[stale, "stored_day"].to_numpy()
-        todo = new | stale
-        _give_back(conn, lines[stale], stored["status"][stale].to_numpy())
-        status = _decide(conn, lines[todo].reset_index(drop=True), exact, terms, restock)
-        in_todo = pd.Series(status, index=np.flatnonzero(todo))
-        version = _version_number(terms.rules_version)
-        new_status = in_todo[np.flatnonzero(new)].to_numpy()
-        _store_reservations(conn, lines[new], new_status, exact, version)
-        revisions, histories = _store_redecisions(
-            conn, lines[stale], stored[stale], in_todo[np.flatnonzero(stale)].to_numpy(), version
-        )
-        decisions.loc[todo, "status"] = status
-        decisions.loc[todo, "rules_version"] = terms.rules_version
-        decisions.loc[new, "revision"] = 0
-        decisions.loc[new, "history"] = None
-        decisions.loc[stale, "revision"] = revisions
-        decisions.loc[stale, "history"] = histories
+        lines = _register_orders(conn, frame[new].reset_index(drop=True), known, exact)
+        number = _version_number(terms.rules_version)
+        if stale.any():
+            # Lines decided before are decided again with the new ones, in the order asked.
+            again = frame[stale].assign(order_day=stored.loc[stale, "order_day"].to_numpy())
+            _give_back(conn, again, status[stale])
+            positions = np.concatenate([np.flatnonzero(new), np.flatnonzero(stale)])
+            todo = pd.concat([lines, again], ignore_index=True).iloc[np.argsort(positions)]
+            decided = _decide(conn, todo.reset_index(drop=True), exact, terms, restock)
+            status[np.sort(positions)] = decided
+            revision[stale], history[stale] = _store_redecisions(
+                conn, again, stored[stale], status[stale], number
+            )
+        else:
+            status[new] = _decide(conn, lines, exact, terms, restock)
+        _store_reservations(conn, lines, status[new], exact, number)
+        version[new | stale] = terms.rules_version
+    # Object columns: None stays None (pandas would make a text column's None a NaN).
+    decisions = pd.DataFrame(
+        {"status": status, "rules_version": version, "revision": revision, "history": history},
+        dtype=object,
+    )
     if not first.all():
         # The same key again in one batch gets the decision of its first occurrence.
         index = pd.MultiIndex.from_frame(frame[keys])
