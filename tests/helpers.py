@@ -120,12 +120,18 @@ def fulfill(
     faults: dict[str, FaultInjection] | None = None,
     **kwargs,
 ) -> dg.ExecuteInProcessResult:
-    """Run the whole fulfillment chain for a partition or a range (staging must be there)."""
+    """Run the whole fulfillment chain for a partition or a range (staging must be there).
+
+    `tags` (e.g. orderflow/redecide) go with a range's own tags.
+    """
+    partitions = partition_kwargs(start, end)
+    if "tags" in partitions:
+        kwargs["tags"] = {**kwargs.get("tags", {}), **partitions.pop("tags")}
     return dg.materialize(
         [staging_orders, staging_catalog, *FULFILLMENT_ASSETS],
         selection=FULFILLMENT_ASSETS,
         resources=resources_for(data, faults),
-        **partition_kwargs(start, end),
+        **partitions,
         **kwargs,
     )
 
