@@ -124,10 +124,14 @@ def shipments(
             if answers
             else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS])
         )
-        asked = pd.concat([requests, emptied]).drop_duplicates("order_key").set_index("order_key")
-        for column, source in (("o_orderdate", "order_day"), ("revision", "revision")):
+        asked = pd.concat([requests, emptied] if len(emptied) else [requests])
+        asked = asked.drop_duplicates("order_key").set_index("order_key")
+        for column, source in (
+            ("o_orderdate", "order_day"),
+            ("revision", "revision"),
+            ("rules_version", "rules_version"),
+        ):
             frame[column] = frame["o_orderkey"].map(asked[source])
-        frame["rules_version"] = frame["o_orderkey"].map(asked["rules_version"])
         statuses = frame.drop_duplicates("o_orderkey")["status"].value_counts()
         return frame, {
             "orders": int(statuses.sum()),
