@@ -36,3 +36,8 @@ order_to_cash_job = dg.define_asset_job(
     partitions_def=daily_partitions,
     description="Stage a day's orders, then reserve, notify, invoice, ship and post them.",
 )
+
+# A run of fulfillment_job (or order_to_cash_job) tagged `orderflow/redecide=true` decides its days
+# again under the rules in force, compensating what changes (README, "Business rules"); without it
+# every day decided before keeps its decisions.
+REDECIDE_TAG = "orderflow/redecide"

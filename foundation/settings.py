@@ -17,6 +17,15 @@ def data_dir() -> Path:
     return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "data"
 
 
+RULES_ENV = "ORDERFLOW_RULES"
+
+
+def rules_file() -> Path:
+    """The business rules: `$ORDERFLOW_RULES`, else `rules.yaml` in the project."""
+    configured = os.environ.get(RULES_ENV)
+    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "rules.yaml"
+
+
 def warehouse_database() -> str:
     """`$ORDERFLOW_WAREHOUSE` (any DuckDB path, `md:` too), else `warehouse.duckdb` in the data dir."""
     return os.environ.get("ORDERFLOW_WAREHOUSE") or str(layout.warehouse_path(data_dir()))

@@ -43,6 +43,7 @@ from resources.notifier_outbox import OutboxNotifier
 from resources.notifier_smtp import SmtpNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
+from resources.rules import RulesResource
 from resources.warehouse import WarehouseResource
 from sensors.alerts import blocking_check_alert_sensor, run_failure_alert_sensor
 from sensors.analytics import analytics_automation_sensor
@@ -103,6 +104,8 @@ def build_resources() -> dict[str, dg.ConfigurableResource]:
         "accounting": SqlAccounting(),
         # Off unless $ORDERFLOW_PUSHGATEWAY_URL names a Pushgateway (read when the sensors push).
         "metrics": PushgatewayResource(),
+        # Read now: a wrong rule stops the definitions from loading, naming the file and field.
+        "rules": RulesResource.from_file(),
     }
 
 

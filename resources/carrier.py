@@ -42,7 +42,8 @@ class CarrierResource(dg.ConfigurableResource, ABC):
         """The bulk form of `create_shipments`: one row per line to ship, one row per answered line.
 
         `lines` has ORDER_COLUMNS and LINE_COLUMNS, an order's lines together; the answer has
-        LINE_COLUMNS, PLAN_COLUMNS and ANSWER_COLUMNS, orders in first-seen order. This default
+        LINE_COLUMNS, PLAN_COLUMNS and ANSWER_COLUMNS, orders in first-seen order; an optional
+        `revision` column amends orders the carrier answered at an earlier one. This default
         sends batches of requests; the local carrier answers whole arrays at once.
         """
         answers = []
@@ -56,17 +57,20 @@ class CarrierResource(dg.ConfigurableResource, ABC):
 
 
 def requests_from_frame(lines: pd.DataFrame) -> list[ShipmentRequest]:
-    """One request per order of a lines frame (ORDER_COLUMNS + LINE_COLUMNS), lines in order."""
-    grouped: dict[int, tuple[str, str, list[ShipmentLine]]] = {}
-    for order, day, destination, number, quantity, mode in zip(
-        *(lines[column].tolist() for column in (*ORDER_COLUMNS, *LINE_COLUMNS[1:])), strict=True
+    """One request per order of a lines frame (ORDER_COLUMNS + LINE_COLUMNS [+ revision])."""
+    grouped: dict[int, tuple[str, str, int, list[ShipmentLine]]] = {}
+    revisions = lines["revision"].tolist() if "revision" in lines else [0] * len(lines)
+    for order, day, destination, number, quantity, mode, revision in zip(
+        *(lines[column].tolist() for column in (*ORDER_COLUMNS, *LINE_COLUMNS[1:])),
+        revisions,
+        strict=True,
     ):
-        grouped.setdefault(int(order), (str(day), str(destination), []))[2].append(
+        grouped.setdefault(int(order), (str(day), str(destination), int(revision), []))[3].append(
             ShipmentLine(int(number), int(quantity), str(mode))
         )
     return [
-        ShipmentRequest(order, day, destination, tuple(order_lines))
-        for order, (day, destination, order_lines) in grouped.items()
+        ShipmentRequest(order, day, destination, tuple(order_lines), revision)
+        for order, (day, destination, revision, order_lines) in grouped.items()
     ]
 
 

@@ -1,6 +1,7 @@
 """The inventory system: the interface the assets call, and the adapter of the local stockroom.
 
-The stock, restock and reservation rules are the stockroom's (simulator/inventory.py).
+The stock, restock and reservation rules are the stockroom's (simulator/inventory.py); it reads
+its stock rules from rules.yaml, as the pipeline does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import dagster as dg
 
 from foundation.settings import system_url
 from resources.faults import FaultInjection
-from simulator.inventory import REQUEST_COLUMNS, StockItem, Stockroom
+from simulator.inventory import DECISION_COLUMNS, REQUEST_COLUMNS, StockItem, Stockroom, Terms
+
+__all__ = ["DECISION_COLUMNS", "StockItem", "Terms"]
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
@@ -66,12 +69,20 @@ class InventoryResource(dg.ConfigurableResource, ABC):
             for request, status in zip(requests, self.reserve_frame(frame), strict=True)
         ]
 
-    @abstractmethod
     def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
         """Decide each row in the frame's order (first come, first served); repeats keep their decision.
 
         Columns: REQUEST_COLUMNS (order_day as 'YYYY-MM-DD'); returns 'reserved' or 'backordered'
         per row. The bulk form of `reserve`, for a backfill's millions of lines.
+        """
+        return self.decide_frame(lines)["status"].to_numpy(dtype=object)
+
+    @abstractmethod
+    def decide_frame(self, lines: pd.DataFrame, terms: Terms | None = None) -> pd.DataFrame:
+        """`reserve_frame` under `terms` (rules version, whole orders, re-decide): DECISION_COLUMNS.
+
+        Per row: the status, the rules version it was decided under, its order's revision (0 until
+        a re-decision changes the order) and the line's earlier statuses (None if never changed).
         """
 
     @abstractmethod
@@ -103,21 +114,19 @@ class SqlInventory(InventoryResource):
     url: str = ""
     """SQLAlchemy URL (sqlite:///… or postgresql+psycopg2://…); empty: $ORDERFLOW_INVENTORY_URL,
     else systems/inventory.sqlite in the data dir."""
-    stock_divisor: int = 12
-    """Base stock level = ps_availqty // stock_divisor (at least 1)."""
     faults: FaultInjection = FaultInjection()
 
     def _stockroom(self) -> Stockroom:
         url = system_url(self.url, "ORDERFLOW_INVENTORY_URL", "inventory.sqlite")
-        return Stockroom(url, self.faults, self.stock_divisor)
+        return Stockroom(url, self.faults)
 
     def seed_stock(self, items: Sequence[StockItem]) -> int:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""
         return self._stockroom().seed_stock(items)
 
-    def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
-        """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
-        return self._stockroom().reserve_frame(lines)
+    def decide_frame(self, lines: pd.DataFrame, terms: Terms | None = None) -> pd.DataFrame:
+        """`reserve_frame` under `terms` (rules version, whole orders, re-decide): DECISION_COLUMNS."""
+        return self._stockroom().decide_frame(lines, terms or Terms())
 
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
         """Release reserved lines (order key, line number) back to stock; return how many changed."""

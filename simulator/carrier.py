@@ -5,7 +5,14 @@
 (simulator/carrier_server.py). Everything the carrier decides is deterministic: tracking
 numbers and dates come from the order key, line and ship mode, never from the wall clock, so a
 replayed request gets the same answer. A shipment is keyed by its order key: requesting it again
-returns the first answer, including a refusal.
+returns the first answer, including a refusal. Its days (handling, and transit per ship mode) are
+rules.yaml's `carrier` section as it is when a consignment is planned; a mode without days there is
+refused.
+
+A request may carry the order's revision (the store re-decided the order): asked with a revision
+later than the one it answered, the carrier amends the consignment once, keeping its tracking
+number and the lines it had planned, dropping the lines no longer asked for and planning the new
+ones; a revision with no lines cancels it (its lines are kept, for the record). A refusal stays.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from foundation.sqldb.bulk import fetch_all, insert_many, load_temp_table
+from foundation.failures import SystemRefused
+from foundation.rules import CarrierRules, load_rules
+from foundation.sqldb.bulk import execute_many, fetch_all, insert_many, load_temp_table
 from foundation.sqldb.connections import check_inserted, read_connection, write_known_by_day
 from foundation.sqldb.schema import Upgrade, engine_with_schema
 from simulator.outages import Faults, fault_state_file, inject
@@ -27,21 +36,12 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 SYSTEM = "carrier"
-SHIPPED, REFUSED = "shipped", "refused"
+SHIPPED, REFUSED, CANCELLED = "shipped", "refused", "cancelled"
+# A request frame may add "revision" (the order's; 0 when absent).
 ORDER_COLUMNS = ("order_key", "order_day", "destination")
 LINE_COLUMNS = ("order_key", "line_number", "quantity", "ship_mode")
 ANSWER_COLUMNS = ("status", "tracking_number", "reason")
 PLAN_COLUMNS = ("ship_date", "delivery_date")
-# Days in transit (min, max) by TPC-H ship mode; handling before pickup is 1..3 days.
-TRANSIT_DAYS = {
-    "AIR": (1, 3),
-    "REG AIR": (2, 5),
-    "TRUCK": (3, 8),
-    "MAIL": (4, 12),
-    "FOB": (5, 15),
-    "RAIL": (7, 25),
-    "SHIP": (14, 60),
-}
 
 # Both tables are clustered by day (what the bulk lookups read); order keys stay unique.
 # shipment_lines needs no key of its own: lines are written only with their shipment, in the
@@ -50,7 +50,7 @@ SCHEMA = (
     """create table if not exists shipments (
         order_key bigint not null, order_day varchar(10) not null,
         destination varchar(64) not null, status varchar(12) not null,
-        tracking_number varchar(32), reason varchar(200),
+        tracking_number varchar(32), reason varchar(200), revision integer not null default 0,
         primary key (order_day, order_key)){without_rowid}""",
     "create unique index if not exists shipments_by_order on shipments (order_key)",
     """create table if not exists shipment_lines (
@@ -59,7 +59,7 @@ SCHEMA = (
         ship_date varchar(10), delivery_date varchar(10),
         primary key (order_day, order_key, line_number)){without_rowid}""",
 )
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 UPGRADES = (
     # Version 1 kept shipments by order key and lines by (order, line), with no day on a line.
     Upgrade(
@@ -67,12 +67,21 @@ UPGRADES = (
         tables=("shipments", "shipment_lines"),
         indexes=("shipments_by_day",),
         copy=(
-            "insert into shipments select order_key, order_day, destination, status,"
-            " tracking_number, reason from shipments_old",
+            "insert into shipments (order_key, order_day, destination, status, tracking_number,"
+            " reason) select order_key, order_day, destination, status, tracking_number, reason"
+            " from shipments_old",
             "insert into shipment_lines select l.order_key, l.line_number, s.order_day,"
             " l.ship_mode, l.quantity, l.ship_date, l.delivery_date"
             " from shipment_lines_old l join shipments_old s on s.order_key = l.order_key",
         ),
+    ),
+    # Version 2 kept no revision: every consignment it holds is an order's first.
+    Upgrade(
+        version=3,
+        tables=(),
+        indexes=(),
+        copy=(),
+        columns=(("shipments", "revision", "integer not null default 0"),),
     ),
 )
 
@@ -96,6 +105,7 @@ class ShipmentRequest:
     order_day: str
     destination: str
     lines: tuple[ShipmentLine, ...]
+    revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,8 +162,10 @@ def tracking_numbers(order_keys: np.ndarray) -> np.ndarray:
     return np.array([f"OF{number:012d}" for number in digits.tolist()], dtype=object)
 
 
-def plan(order_keys, order_days, line_numbers, ship_modes) -> tuple[np.ndarray, np.ndarray]:
-    """Ship and delivery dates per line: handling 1..3 days per order, then the mode's transit.
+def plan(
+    order_keys, order_days, line_numbers, ship_modes, rules: CarrierRules
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ship and delivery dates per line: the rules' handling per order, then the mode's transit.
 
     All arguments are per line; the ship modes must be ones the carrier offers.
     """
@@ -164,10 +176,13 @@ def plan(order_keys, order_days, line_numbers, ship_modes) -> tuple[np.ndarray, 
     # Millions of lines share a few thousand days and seven modes: parse and format those once.
     day_codes, days = pd.factorize(np.asarray(order_days, dtype=object))
     ordered = np.asarray(days, dtype="datetime64[D]").astype(np.int64)[day_codes]
-    ship = ordered + (1 + _mix(keys, HANDLING_SALT) % np.uint64(3)).astype(np.int64)
+    fewest, most = rules.handling_days
+    handling = _mix(keys, HANDLING_SALT) % np.uint64(most - fewest + 1)
+    ship = ordered + fewest + handling.astype(np.int64)
     mode_codes, modes = pd.factorize(np.asarray(ship_modes, dtype=object))
-    low = np.array([TRANSIT_DAYS[mode][0] for mode in modes], dtype=np.int64)[mode_codes]
-    high = np.array([TRANSIT_DAYS[mode][1] for mode in modes], dtype=np.int64)[mode_codes]
+    transit_days = rules.transit_days
+    low = np.array([transit_days[mode][0] for mode in modes], dtype=np.int64)[mode_codes]
+    high = np.array([transit_days[mode][1] for mode in modes], dtype=np.int64)[mode_codes]
     line_key = keys * 8 + np.asarray(line_numbers, dtype=np.int64)  # TPC-H lines are 1..7
     transit = low + (_mix(line_key, TRANSIT_SALT) % (high - low + 1).astype(np.uint64)).astype(
         np.int64
@@ -189,10 +204,21 @@ class CarrierBook:
     (default: the pipeline's data dir), so the in-process and the HTTP carrier share it.
     """
 
-    def __init__(self, url: str, faults: Faults | None = None, systems_dir: Path | None = None):
+    def __init__(
+        self,
+        url: str,
+        faults: Faults | None = None,
+        systems_dir: Path | None = None,
+        days: CarrierRules | None = None,
+    ):
         self.url = url
         self.faults = faults or Faults()
         self.systems_dir = systems_dir
+        self.days = days
+
+    def _days(self) -> CarrierRules:
+        """Its days: the ones given, else rules.yaml's `carrier` section as it is now."""
+        return self.days or load_rules().carrier
 
     def _inject(self) -> Faults:
         return inject(SYSTEM, self.faults, fault_state_file(self.url, SYSTEM), self.systems_dir)
@@ -208,8 +234,8 @@ class CarrierBook:
         for request in requests:
             first.setdefault(request.order_key, request)
         orders = pd.DataFrame.from_records(
-            [(r.order_key, r.order_day, r.destination) for r in first.values()],
-            columns=list(ORDER_COLUMNS),
+            [(r.order_key, r.order_day, r.destination, r.revision) for r in first.values()],
+            columns=[*ORDER_COLUMNS, "revision"],
         )
         lines = pd.DataFrame.from_records(
             [
@@ -243,20 +269,26 @@ class CarrierBook:
 
         The answer has LINE_COLUMNS, PLAN_COLUMNS and ANSWER_COLUMNS, orders in first-seen order.
         """
-        orders = lines.drop_duplicates("order_key")[list(ORDER_COLUMNS)]
+        columns = [*ORDER_COLUMNS, *(["revision"] if "revision" in lines else [])]
+        orders = lines.drop_duplicates("order_key")[columns]
         answers, answer_lines = self.ship(orders, lines[list(LINE_COLUMNS)])
         return answer_lines.merge(answers, how="left", on="order_key")
 
     def ship(self, orders: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Answer every order (ORDER_COLUMNS, each once) with its lines (LINE_COLUMNS).
+        """Answer every order (ORDER_COLUMNS and a revision, each once) with its lines (LINE_COLUMNS).
 
         Returns the answers (order_key + ANSWER_COLUMNS) in the orders' order and the answered
         lines (LINE_COLUMNS + PLAN_COLUMNS) grouped by order in the same order. An order asked
-        before gets its first answer and stored lines back; nothing about it is written again.
+        before gets its stored answer and lines back, amended first when asked with a later
+        revision; nothing else about it is written again.
         """
         refused = set(self._inject().reject_keys)
+        days = self._days()
         # Days as text once per order here, not once per line below.
-        orders = orders.reset_index(drop=True).astype({"order_key": "int64", "order_day": str})
+        orders = orders.reset_index(drop=True)
+        if "revision" not in orders:
+            orders = orders.assign(revision=0)
+        orders = orders.astype({"order_key": "int64", "order_day": str, "revision": "int64"})
         lines = lines.reset_index(drop=True).astype(
             {"order_key": "int64", "line_number": "int64", "quantity": "int64"}
         )
@@ -264,17 +296,24 @@ class CarrierBook:
             self._engine(),
             SYSTEM,
             "shipments",
-            lambda conn, exact: self._ship(conn, orders, lines, exact, refused),
+            lambda conn, exact: self._ship(conn, orders, lines, exact, refused, days),
         )
 
-    def _ship(self, conn, orders: pd.DataFrame, lines: pd.DataFrame, exact: bool, refused: set):
+    def _ship(self, conn, orders, lines, exact: bool, refused: set, days: CarrierRules):
         import numpy as np
         import pandas as pd
 
         known, known_lines = _known(conn, orders, exact)
-        new_orders = orders[~orders["order_key"].isin(known["order_key"])].reset_index(drop=True)
+        known, known_lines = _amend(conn, orders, lines, known, known_lines, days)
+        # A later revision of an order never shipped, with nothing to ship: nothing to cancel.
+        lineless = ~orders["order_key"].isin(lines["order_key"]) & (orders["revision"] > 0)
+        unknown = ~orders["order_key"].isin(known["order_key"])
+        nothing = pd.DataFrame(
+            {"order_key": orders.loc[unknown & lineless, "order_key"], "status": CANCELLED}
+        )
+        new_orders = orders[unknown & ~lineless].reset_index(drop=True)
         new_lines = lines[lines["order_key"].isin(new_orders["order_key"])].reset_index(drop=True)
-        reasons = _refusals(new_orders, new_lines, refused)
+        reasons = _refusals(new_orders, new_lines, refused, days)
         status = np.where(reasons.isna(), SHIPPED, REFUSED).astype(object)
         tracking = np.where(
             status == SHIPPED, tracking_numbers(new_orders["order_key"].to_numpy()), None
@@ -299,12 +338,21 @@ class CarrierBook:
                 per_line["order_day"].to_numpy(dtype=object)[shipped],
                 per_line["line_number"].to_numpy()[shipped],
                 per_line["ship_mode"].to_numpy(dtype=object)[shipped],
+                days,
             )
         new_lines = new_lines.assign(ship_date=ship_dates, delivery_date=delivery_dates)
         inserted = insert_many(
             conn,
             "shipments",
-            ("order_key", "order_day", "destination", "status", "tracking_number", "reason"),
+            (
+                "order_key",
+                "order_day",
+                "destination",
+                "status",
+                "tracking_number",
+                "reason",
+                "revision",
+            ),
             zip(
                 new_orders["order_key"].tolist(),
                 new_orders["order_day"].tolist(),
@@ -312,6 +360,7 @@ class CarrierBook:
                 status.tolist(),
                 tracking.tolist(),
                 reasons.tolist(),  # None where it ships (the frame's column may hold NaN)
+                new_orders["revision"].tolist(),
                 strict=True,
             ),
             "on conflict do nothing",
@@ -341,7 +390,10 @@ class CarrierBook:
             ),
         )
         order_index = pd.Index(orders["order_key"])
-        answers = _in_order(pd.concat([known, answered], ignore_index=True), order_index)
+        found = [known[["order_key", *ANSWER_COLUMNS]], answered]
+        if len(nothing):
+            found.append(nothing.reindex(columns=["order_key", *ANSWER_COLUMNS]))
+        answers = _in_order(pd.concat(found, ignore_index=True), order_index)
         all_lines = pd.concat([known_lines, new_lines[known_lines.columns]], ignore_index=True)
         return answers, _in_order(all_lines, order_index)
 
@@ -361,12 +413,14 @@ class CarrierBook:
         return summary
 
 
-def _refusals(orders: pd.DataFrame, lines: pd.DataFrame, refused: set[str]) -> pd.Series:
+def _refusals(
+    orders: pd.DataFrame, lines: pd.DataFrame, refused: set[str], days: CarrierRules
+) -> pd.Series:
     """Why the carrier refuses each new order (None: it ships); `refused`: order keys it refuses."""
     import pandas as pd
 
     reasons = pd.Series(None, index=orders.index, dtype=object)
-    unknown = ~lines["ship_mode"].isin(list(TRANSIT_DAYS))
+    unknown = ~lines["ship_mode"].isin(list(days.transit_days))
     if unknown.any():
         modes = (
             lines[unknown]
@@ -394,6 +448,92 @@ def _in_order(frame: pd.DataFrame, orders: pd.Index) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _amend(conn, orders, lines, known, known_lines, days: CarrierRules):
+    """Amend the known consignments asked for with a later revision; their answers and lines now.
+
+    A refused consignment stays refused. Lines asked for again keep their plan, lines no longer
+    asked for are dropped and new ones planned; with no lines at all the consignment is cancelled
+    and keeps its lines.
+    """
+    import numpy as np
+    import pandas as pd
+
+    asked = known.merge(orders[["order_key", "revision"]], on="order_key")
+    later = asked[(asked["revision"] > asked["stored_revision"]) & (asked["status"] != REFUSED)]
+    if not len(later):
+        return known, known_lines
+    keys = ["order_key", "line_number"]
+    wanted = lines[lines["order_key"].isin(later["order_key"])]
+    had = known_lines[known_lines["order_key"].isin(later["order_key"])]
+    cancelled = later["order_key"][~later["order_key"].isin(wanted["order_key"])]
+    had_keys, wanted_keys = (
+        pd.MultiIndex.from_frame(had[keys]),
+        pd.MultiIndex.from_frame(wanted[keys]),
+    )
+    dropped = had[~had_keys.isin(wanted_keys) & ~had["order_key"].isin(cancelled).to_numpy()]
+    added = wanted[~wanted_keys.isin(had_keys)].reset_index(drop=True)
+    day_of = later.set_index("order_key")["stored_day"]
+    offered = added["ship_mode"].isin(list(days.transit_days))
+    if not offered.all():
+        missing = added[~offered].iloc[0]
+        raise SystemRefused(
+            f"carrier does not offer ship mode {missing.ship_mode!r}, asked to add line "
+            f"{missing.line_number} to order {missing.order_key}: give the mode its days in "
+            "rules.yaml (carrier.transit_days), then re-run"
+        )
+    added_days = added["order_key"].map(day_of).to_numpy(dtype=object)
+    ship_dates, delivery_dates = plan(
+        added["order_key"].to_numpy(),
+        added_days,
+        added["line_number"].to_numpy(),
+        added["ship_mode"].to_numpy(dtype=object),
+        days,
+    )
+    added = added.assign(ship_date=ship_dates, delivery_date=delivery_dates)
+    insert_many(
+        conn,
+        "shipment_lines",
+        (*LINE_COLUMNS[:2], "order_day", "ship_mode", "quantity", *PLAN_COLUMNS),
+        zip(
+            added["order_key"].tolist(),
+            added["line_number"].tolist(),
+            added_days.tolist(),
+            added["ship_mode"].tolist(),
+            added["quantity"].tolist(),
+            ship_dates.tolist(),
+            delivery_dates.tolist(),
+            strict=True,
+        ),
+    )
+    execute_many(
+        conn,
+        "delete from shipment_lines where order_day = ? and order_key = ? and line_number = ?",
+        zip(
+            dropped["order_key"].map(day_of).tolist(),
+            dropped["order_key"].tolist(),
+            dropped["line_number"].tolist(),
+            strict=True,
+        ),
+    )
+    status = np.where(later["order_key"].isin(cancelled), CANCELLED, SHIPPED).astype(object)
+    execute_many(
+        conn,
+        "update shipments set status = ?, revision = ? where order_day = ? and order_key = ?",
+        zip(
+            status.tolist(),
+            later["revision"].tolist(),
+            later["stored_day"].tolist(),
+            later["order_key"].tolist(),
+            strict=True,
+        ),
+    )
+    now = dict(zip(later["order_key"].tolist(), status.tolist(), strict=True))
+    known = known.assign(status=known["order_key"].map(now).fillna(known["status"]))
+    kept = known_lines.drop(dropped.index)
+    together = pd.concat([kept, added[kept.columns]], ignore_index=True)
+    return known, together.sort_values(keys, kind="stable", ignore_index=True)
+
+
 def _text(value) -> str | None:
     import numpy as np
 
@@ -408,7 +548,10 @@ def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.Da
         "select l.order_key, l.line_number, l.quantity, l.ship_mode, l.ship_date,"
         " l.delivery_date from shipment_lines l "
     )
-    answer_sql = "select s.order_key, s.status, s.tracking_number, s.reason from shipments s "
+    answer_sql = (
+        "select s.order_key, s.status, s.tracking_number, s.reason, s.order_day, s.revision"
+        " from shipments s "
+    )
     if not len(orders):
         found, found_lines = [], []
     elif exact:
@@ -434,7 +577,9 @@ def _known(conn, orders: pd.DataFrame, exact: bool) -> tuple[pd.DataFrame, pd.Da
             + "where l.order_day >= ? and l.order_day <= ? order by l.order_key, l.line_number",
             days,
         )
-    known = pd.DataFrame.from_records(found, columns=["order_key", *ANSWER_COLUMNS])
+    known = pd.DataFrame.from_records(
+        found, columns=["order_key", *ANSWER_COLUMNS, "stored_day", "stored_revision"]
+    )
     known_lines = pd.DataFrame.from_records(found_lines, columns=[*LINE_COLUMNS, *PLAN_COLUMNS])
     asked = orders["order_key"]
     return (

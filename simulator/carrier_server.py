@@ -12,7 +12,8 @@ its whole request (line, headers, body) and again to take the answer, so a clien
 nothing, or a byte now and then, holds a worker for that long at most. A body must be declared
 `application/json` (else 415) and be at most `max_body_bytes` (else 413). Field bounds (else 400):
 order_key an integer 1..2^63-1, order_day a date, destination 1..64 characters, line_number
-1..1000 and unique within the shipment, quantity 1..1,000,000, ship_mode 1..16 characters.
+1..1000 and unique within the shipment, quantity 1..1,000,000, ship_mode 1..16 characters, and
+the optional revision 0..1,000,000 (the order's; a later one amends the consignment).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ MAX_LINE_NUMBER = 1000  # TPC-H orders have at most 7 lines
 MAX_QUANTITY = 1_000_000  # TPC-H quantities are 1..50
 MAX_SHIP_MODE = 16  # its ship mode column; unknown modes are refused, not rejected
 SHIPMENT_FIELDS = {"order_key", "order_day", "destination", "lines"}
+MAX_REVISION = 1_000_000
 LINE_FIELDS = {"line_number", "quantity", "ship_mode", "ship_date", "delivery_date"}
 
 
@@ -125,7 +127,10 @@ def parse_requests(body: object) -> list[ShipmentRequest]:
     parsed = []
     for index, item in enumerate(items):
         field = f"shipments[{index}]"
-        shipment = _fields(item, field, SHIPMENT_FIELDS, SHIPMENT_FIELDS)
+        shipment = _fields(item, field, SHIPMENT_FIELDS | {"revision"}, SHIPMENT_FIELDS)
+        revision = shipment.get("revision", 0)
+        if revision != 0:
+            revision = _integer(revision, f"{field}.revision", MAX_REVISION)
         if not isinstance(shipment["lines"], list):
             raise BadRequest(f"{field}.lines must be a list, not {_shown(shipment['lines'])}")
         lines = tuple(
@@ -139,6 +144,7 @@ def parse_requests(body: object) -> list[ShipmentRequest]:
                 _iso_day(shipment["order_day"], f"{field}.order_day"),
                 _text(shipment["destination"], f"{field}.destination", MAX_DESTINATION),
                 lines,
+                revision,
             )
         )
     return parsed

@@ -2,16 +2,22 @@
 
 Local default: a SQLite database in the data dir; production: the same SQL on a PostgreSQL URL.
 
-Stock rules (documented in the README):
-- **Seeding**: a (part, supplier) starts with a base level of `ps_availqty // stock_divisor` units
-  (`stock_divisor` = 12 by default puts a few percent of lines on back-order).
-- **Restock**: at the start of every month the supplier tops the stock back up to its base level.
-  The top-up is applied when the month's first reservation for that (part, supplier) is decided;
-  `supplier_restocks` records each supplier's monthly delivery (pairs topped up, units).
+Stock rules (rules.yaml's `stock` section, read at every call; README, "Business rules"):
+- **Seeding**: a (part, supplier) starts with a base level of `ps_availqty // base_level_divisor`
+  units (12 puts a few percent of lines on back-order); a pair once stocked keeps its level.
+- **Restock**: at the start of every month (or week, from Monday) the supplier tops the stock back
+  up to its base level. The top-up is applied when the period's first reservation for that (part,
+  supplier) is decided; `supplier_restocks` records each supplier's delivery per period (pairs
+  topped up, units; `month` is yyyymm, or yyyymmdd of a week's Monday).
 - **Reservation**: first come, first served in the order requested; a line is reserved when the
-  available stock covers its whole quantity, else back-ordered (no partial reservations).
+  available stock covers its whole quantity, else back-ordered (no partial reservations). Asked
+  to decide whole orders, an order's lines are all reserved, or all back-ordered.
 - **Release**: a released reservation (a refused shipment) returns its quantity to the stock.
-Every reservation is keyed by (order key, line number): asking again returns the first decision.
+Every reservation is keyed by (order key, line number): asking again returns the first decision,
+with the rules version it was made under. Asked to re-decide under another version, the inventory
+gives the lines' reserved units back and decides them again in the order asked; an order whose
+decisions change gets its next revision (and each line its earlier statuses), once per version.
+An order with a released line (its shipment was refused and compensated) is closed: kept as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from foundation.failures import SystemRefused
+from foundation.rules import StockRules, load_rules
 from foundation.sqldb.bulk import (
     add_to_totals,
     execute_many,
@@ -47,6 +54,9 @@ if TYPE_CHECKING:
 SYSTEM = "inventory"
 RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
 REQUEST_COLUMNS = ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity")
+# Per line decided: the status, the rules version it was decided under (None: before versions were
+# kept), its order's revision (0 until a re-decision changes the order) and its earlier statuses.
+DECISION_COLUMNS = ("status", "rules_version", "revision", "history")
 
 # Tables are clustered on their keys; reservations by day (what the bulk lookups read).
 # `reservation_orders` pins each order to one day, the day all its lines are kept under, so the
@@ -60,10 +70,12 @@ SCHEMA = (
     """create table if not exists reservation_orders (
         order_key bigint not null, order_day varchar(10) not null,
         primary key (order_key)){without_rowid}""",
+    # rules_version: the 12 hex digits of foundation/rules.py as a number (6 bytes, not 12).
     """create table if not exists reservations (
         order_key bigint not null, line_number integer not null, order_day varchar(10) not null,
         partkey bigint not null, suppkey bigint not null, quantity integer not null,
-        status varchar(12) not null,
+        status varchar(12) not null, rules_version bigint, revision integer not null default 0,
+        history varchar(200),
         primary key (order_day, order_key, line_number)){without_rowid}""",
     # A supplier's monthly delivery: how many of its (part, supplier) pairs it topped up, and
     # the units. Each pair's top-up is applied once (stock.restocked_month), so these add up.
@@ -77,7 +89,7 @@ SCHEMA = (
         order_day varchar(10) not null, status varchar(12) not null, lines bigint not null,
         quantity bigint not null, primary key (order_day, status)){without_rowid}""",
 )
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 UPGRADES = (
     # Version 1 kept row tables with key indexes, and a restock row per (part, supplier, month).
     Upgrade(
@@ -90,7 +102,8 @@ UPGRADES = (
             # An order's lines go under its first day (version 1 did not pin orders to a day).
             "insert into reservation_orders select order_key, min(order_day)"
             " from reservations_old group by order_key",
-            "insert into reservations select r.order_key, r.line_number, o.order_day, r.partkey,"
+            "insert into reservations (order_key, line_number, order_day, partkey, suppkey,"
+            " quantity, status) select r.order_key, r.line_number, o.order_day, r.partkey,"
             " r.suppkey, r.quantity, r.status from reservations_old r"
             " join reservation_orders o on o.order_key = r.order_key",
             "insert into supplier_restocks select suppkey, month, count(*), sum(quantity)"
@@ -107,6 +120,18 @@ UPGRADES = (
             " from reservations group by order_day, status",
         ),
     ),
+    # Version 3 kept no rules version, revision or history: decisions made before stay as they are.
+    Upgrade(
+        version=4,
+        tables=(),
+        indexes=(),
+        copy=(),
+        columns=(
+            ("reservations", "rules_version", "bigint"),
+            ("reservations", "revision", "integer not null default 0"),
+            ("reservations", "history", "varchar(200)"),
+        ),
+    ),
 )
 DAY_TOTALS = ("reservation_day_totals", ("order_day", "status"), ("lines", "quantity"))
 
@@ -120,13 +145,32 @@ class StockItem:
     availqty: int
 
 
-class Stockroom:
-    """The inventory's side: keeps stock and decides reservations in SQL (SQLite file by default)."""
+@dataclass(frozen=True)
+class Terms:
+    """How a call decides: under which rules version, whole orders or lines, and re-deciding or not.
 
-    def __init__(self, url: str, faults: Faults | None = None, stock_divisor: int = 12):
+    `redecide`: lines decided under another rules version are decided again (else every line
+    decided before keeps its decision).
+    """
+
+    rules_version: str | None = None
+    whole_orders: bool = False
+    redecide: bool = False
+
+
+class Stockroom:
+    """The inventory's side: keeps stock and decides reservations in SQL (SQLite file by default).
+
+    Its stock rules are `stock`, else rules.yaml's `stock` section as it is at each call.
+    """
+
+    def __init__(self, url: str, faults: Faults | None = None, stock: StockRules | None = None):
         self.url = url
         self.faults = faults or Faults()
-        self.stock_divisor = stock_divisor
+        self.stock = stock
+
+    def _stock_rules(self) -> StockRules:
+        return self.stock or load_rules().stock
 
     def _engine(self) -> sa.Engine:
         return engine_with_schema(self.url, SCHEMA, SYSTEM, SCHEMA_VERSION, UPGRADES)
@@ -138,7 +182,8 @@ class Stockroom:
         """Create stock for (part, supplier) pairs not yet known; return how many were new."""
         self._inject()
         engine = self._engine()
-        levels = [(i.partkey, i.suppkey, max(1, i.availqty // self.stock_divisor)) for i in items]
+        divisor = self._stock_rules().base_level_divisor
+        levels = [(i.partkey, i.suppkey, max(1, i.availqty // divisor)) for i in items]
         with write_transaction(engine, SYSTEM, "stock") as conn:
             return insert_many(
                 conn,
@@ -150,7 +195,15 @@ class Stockroom:
 
     def reserve_frame(self, lines: pd.DataFrame) -> np.ndarray:
         """Decide each row in the frame's order (first come, first served); repeats keep their decision."""
-        import numpy as np
+        return self.decide_frame(lines)["status"].to_numpy(dtype=object)
+
+    def decide_frame(self, lines: pd.DataFrame, terms: Terms | None = None) -> pd.DataFrame:
+        """Decide each row in the frame's order under `terms`: DECISION_COLUMNS per row.
+
+        Repeats keep their decision (all of them, or those made under the terms' rules version
+        when it re-decides).
+        """
+        import pandas as pd
 
         refused = set(self._inject().reject_keys)
         frame = _request_frame(lines)
@@ -164,9 +217,13 @@ class Stockroom:
                         "(injected permanent rejection)"
                     )
         if not len(frame):
-            return np.array([], dtype=object)
+            return pd.DataFrame({column: [] for column in DECISION_COLUMNS}, dtype=object)
+        restock = self._stock_rules().restock
         return write_known_by_day(
-            self._engine(), SYSTEM, "stock", lambda conn, exact: _reserve(conn, frame, exact)
+            self._engine(),
+            SYSTEM,
+            "stock",
+            lambda conn, exact: _reserve(conn, frame, exact, terms or Terms(), restock),
         )
 
     def release(self, keys: Sequence[tuple[int, int]]) -> int:
@@ -273,33 +330,74 @@ def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _reserve(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> np.ndarray:
-    """Decisions for every row: known keys keep theirs, new keys are decided and stored."""
+def _reserve(
+    conn: sa.Connection, frame: pd.DataFrame, exact: bool, terms: Terms, restock: str
+) -> pd.DataFrame:
+    """Decisions for every row: known keys keep theirs, new keys (and stale ones) are decided."""
     import numpy as np
     import pandas as pd
 
     size = len(frame)
     keys = ["order_key", "line_number"]
     first = ~_duplicated(frame["order_key"], frame["line_number"])
-    decisions = np.empty(size, dtype=object)
+    status, version = np.empty(size, dtype=object), np.full(size, None, dtype=object)
+    revision, history = np.zeros(size, dtype=np.int64), np.full(size, None, dtype=object)
+    is_known, stale = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
     known = _known(conn, frame, exact)
-    is_known = np.zeros(size, dtype=bool)
     if len(known):
-        status = frame[keys].merge(known, how="left", on=keys)["status"].to_numpy(dtype=object)
-        is_known = pd.notna(status)
+        stored = frame[keys].merge(known, how="left", on=keys)
+        is_known = stored["status"].notna().to_numpy()
+        kept = stored[is_known]
         # A released line was reserved when decided: the decision is what is returned.
-        decisions[is_known] = np.where(status[is_known] == RELEASED, RESERVED, status[is_known])
+        status[is_known] = kept["status"].where(kept["status"] != RELEASED, RESERVED).to_numpy()
+        version[is_known] = _version_texts(kept["rules_version"]).to_numpy(dtype=object)
+        revision[is_known] = kept["revision"].to_numpy(dtype=np.int64)
+        history[is_known] = kept["history"].astype(object).where(kept["history"].notna(), None)
+        if terms.redecide and terms.rules_version:
+            closed = stored.loc[stored["status"] == RELEASED, "order_key"].unique()
+            open_orders = ~frame["order_key"].isin(closed).to_numpy()
+            stale = first & is_known & (version != terms.rules_version) & open_orders
     new = first & ~is_known
-    if new.any():
+    if new.any() or stale.any():
         lines = _register_orders(conn, frame[new].reset_index(drop=True), known, exact)
-        decisions[new] = _decide(conn, lines, exact)
-    repeats = ~first & ~is_known
-    if repeats.any():
+        number = _version_number(terms.rules_version)
+        if stale.any():
+            # Lines decided before are decided again with the new ones, in the order asked.
+            again = frame[stale].assign(order_day=stored.loc[stale, "order_day"].to_numpy())
+            _give_back(conn, again, status[stale])
+            positions = np.concatenate([np.flatnonzero(new), np.flatnonzero(stale)])
+            todo = pd.concat([lines, again], ignore_index=True).iloc[np.argsort(positions)]
+            decided = _decide(conn, todo.reset_index(drop=True), exact, terms, restock)
+            status[np.sort(positions)] = decided
+            revision[stale], history[stale] = _store_redecisions(
+                conn, again, stored[stale], status[stale], number
+            )
+        else:
+            status[new] = _decide(conn, lines, exact, terms, restock)
+        _store_reservations(conn, lines, status[new], exact, number)
+        version[new | stale] = terms.rules_version
+    # Object columns: None stays None (pandas would make a text column's None a NaN).
+    decisions = pd.DataFrame(
+        {"status": status, "rules_version": version, "revision": revision, "history": history},
+        dtype=object,
+    )
+    if not first.all():
         # The same key again in one batch gets the decision of its first occurrence.
         index = pd.MultiIndex.from_frame(frame[keys])
-        firsts = pd.Series(decisions[first], index=index[first])
-        decisions[repeats] = firsts.reindex(index[repeats]).to_numpy(dtype=object)
-    return decisions
+        firsts = decisions[first].set_axis(index[first])
+        decisions.loc[~first] = firsts.reindex(index[~first]).to_numpy()
+    return decisions.astype({"revision": "int64"})
+
+
+def _version_number(version: str | None) -> int | None:
+    """A rules version (12 hex digits) as the number the reservations keep."""
+    return None if version is None else int(version, 16)
+
+
+def _version_texts(numbers: pd.Series) -> pd.Series:
+    """The rules versions reservations keep, as foundation/rules.py writes them (None: not kept)."""
+    texts = {number: f"{int(number):012x}" for number in numbers.dropna().unique()}
+    return numbers.map(texts).astype(object).where(numbers.notna(), None)
 
 
 def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFrame:
@@ -312,7 +410,8 @@ def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFram
         _load_keys(conn, [(o, n, 0, 0) for o, n in keys.itertuples(index=False)])
         rows = fetch_all(
             conn,
-            "select r.order_key, r.line_number, r.order_day, r.status from request_keys k "
+            "select r.order_key, r.line_number, r.order_day, r.status, r.rules_version, r.revision,"
+            " r.history from request_keys k "
             "join reservation_orders o on o.order_key = k.order_key "
             "join reservations r on r.order_day = o.order_day and r.order_key = k.order_key "
             "and r.line_number = k.line_number",
@@ -323,12 +422,12 @@ def _known(conn: sa.Connection, frame: pd.DataFrame, exact: bool) -> pd.DataFram
         # kept under another day is caught when it is registered, and the batch redone exactly.
         rows = fetch_all(
             conn,
-            "select order_key, line_number, order_day, status from reservations "
-            "where order_day >= ? and order_day <= ?",
+            "select order_key, line_number, order_day, status, rules_version, revision, history"
+            " from reservations where order_day >= ? and order_day <= ?",
             (frame["order_day"].min(), frame["order_day"].max()),
         )
     return pd.DataFrame.from_records(
-        rows, columns=["order_key", "line_number", "order_day", "status"]
+        rows, columns=["order_key", "line_number", "order_day", "status", *DECISION_COLUMNS[1:]]
     )
 
 
@@ -379,37 +478,126 @@ def _register_orders(
     return lines
 
 
-def _decide(conn: sa.Connection, new: pd.DataFrame, exact: bool) -> np.ndarray:
-    """Decide lines never asked before, first come first served, and store the outcome.
+def _decide(
+    conn: sa.Connection, lines: pd.DataFrame, exact: bool, terms: Terms, restock: str
+) -> np.ndarray:
+    """Decide lines first come first served, in the frame's order; store the stock they leave.
 
-    Lines are grouped by (part, supplier) in request order (pairs do not share stock), and each
-    pair's lines split into stretches that start where a later month tops the stock up. A pair
-    whose every stretch fits its starting level reserves everything; that is nearly every pair, and
-    is computed on whole arrays. The rest (a stretch that overflows, or stock above its base level
-    after a release) are decided line by line.
+    Line by line (the default): lines are grouped by (part, supplier) in request order (pairs do
+    not share stock), and each pair's lines split into stretches that start where a later period
+    tops the stock up. A pair whose every stretch fits its starting level reserves everything; that
+    is nearly every pair, and is computed on whole arrays. The rest (a stretch that overflows, or
+    stock above its base level after a release) are decided line by line. Whole orders: one order
+    after another, in request order.
     """
     import numpy as np
     import pandas as pd
 
-    stock, located = _stock_for(conn, new, exact)
-    columns = ("base_level", "available", "restocked_month")
-    levels = tuple(stock[column].to_numpy(dtype=np.int64) for column in columns)
-    codes, days = pd.factorize(new["order_day"])
-    month_of_day = np.array([int(day[:4]) * 100 + int(day[5:7]) for day in days], dtype=np.int64)
-    order = np.argsort(located, kind="stable")  # by pair, then request order
-    pair, month = located[order], month_of_day[codes][order]
-    quantity = new["quantity"].to_numpy(dtype=np.int64)[order]
-    status = np.full(len(new), RESERVED, dtype=object)
-    updated, restocked, hard_rows = _decide_fitting_pairs(pair, month, quantity, levels)
-    if len(hard_rows):
-        more = _decide_one_by_one(hard_rows, pair, month, quantity, levels, status)
-        updated = [np.concatenate(both) for both in zip(updated, more[0], strict=True)]
-        restocked = [np.concatenate(both) for both in zip(restocked, more[1], strict=True)]
-    in_request_order = np.empty(len(new), dtype=object)
-    in_request_order[order] = status
-    _store_reservations(conn, new, in_request_order, codes, days, exact)
-    _store_stock(conn, stock, updated, restocked)
-    return in_request_order
+    stock, located = _stock_for(conn, lines, exact)
+    base, available, restocked = (
+        stock[column].to_numpy(dtype=np.int64)
+        for column in ("base_level", "available", "restocked_month")
+    )
+    # Periods compare by their first day (days since 1970), whichever rule stored them.
+    levels = (base, available, _period_start(restocked))
+    codes, days = pd.factorize(lines["order_day"])
+    period_of_day = _period_of(np.asarray(days, dtype="datetime64[D]").astype(np.int64), restock)
+    quantity = lines["quantity"].to_numpy(dtype=np.int64)
+    if terms.whole_orders:
+        status, updated, restocks = _decide_whole_orders(
+            lines["order_key"].to_numpy(), located, period_of_day[codes], quantity, levels
+        )
+    else:
+        order = np.argsort(located, kind="stable")  # by pair, then request order
+        pair, period = located[order], period_of_day[codes][order]
+        quantity = quantity[order]
+        status = np.full(len(lines), RESERVED, dtype=object)
+        updated, restocks, hard_rows = _decide_fitting_pairs(pair, period, quantity, levels)
+        if len(hard_rows):
+            more = _decide_one_by_one(hard_rows, pair, period, quantity, levels, status)
+            updated = [np.concatenate(both) for both in zip(updated, more[0], strict=True)]
+            restocks = [np.concatenate(both) for both in zip(restocks, more[1], strict=True)]
+        in_request_order = np.empty(len(lines), dtype=object)
+        in_request_order[order] = status
+        status = in_request_order
+    updated[2] = _period_id(updated[2], restock)
+    restocks[1] = _period_id(restocks[1], restock)
+    _store_stock(conn, stock, updated, restocks)
+    return status
+
+
+def _period_of(days: np.ndarray, restock: str) -> np.ndarray:
+    """The first day of each day's restock period (days since 1970): its month, or week (Monday)."""
+    import numpy as np
+
+    if restock == "week":
+        return days - (days + 3) % 7  # 1970-01-01 was a Thursday
+    months = days.astype("datetime64[D]").astype("datetime64[M]")
+    return months.astype("datetime64[D]").astype(np.int64)
+
+
+def _period_id(starts: np.ndarray, restock: str) -> np.ndarray:
+    """Periods as stock.restocked_month keeps them: yyyymm of a month, yyyymmdd of a week."""
+    import numpy as np
+
+    starts = np.asarray(starts, dtype=np.int64)
+    months = starts.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+    yyyymm = (months // 12 + 1970) * 100 + months % 12 + 1
+    if restock != "week":
+        return yyyymm
+    first_of_month = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    return yyyymm * 100 + starts - first_of_month + 1
+
+
+def _period_start(ids: np.ndarray) -> np.ndarray:
+    """The first day of stored periods (0: never restocked stays 0): yyyymm or yyyymmdd."""
+    import numpy as np
+
+    ids = np.asarray(ids, dtype=np.int64)
+    yyyymm = np.where(ids >= 1_000_000, ids // 100, ids)
+    day = np.where(ids >= 1_000_000, ids % 100, 1)
+    months = (yyyymm // 100 - 1970) * 12 + yyyymm % 100 - 1
+    starts = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64) + day - 1
+    return np.where(ids > 0, starts, 0)
+
+
+def _decide_whole_orders(orders, located, period, quantity, levels):
+    """Each order's lines all reserved, or all back-ordered, one order after another.
+
+    Returns the statuses in request order, the pairs' final stock and their top-ups.
+    """
+    import numpy as np
+    import pandas as pd
+
+    base_of, available_of, restocked_of = levels
+    status = np.full(len(orders), RESERVED, dtype=object)
+    level: dict[int, list[int]] = {}
+    restocks = []
+    codes = pd.factorize(orders)[0]  # orders as first asked
+    for rows in np.split(np.argsort(codes, kind="stable"), np.cumsum(np.bincount(codes))[:-1]):
+        wanted: dict[int, int] = {}
+        for row in rows.tolist():
+            p = int(located[row])
+            stock = level.setdefault(p, [int(available_of[p]), int(restocked_of[p])])
+            if period[row] > stock[1]:
+                top_up = max(0, int(base_of[p]) - stock[0])
+                if top_up:
+                    restocks.append((p, int(period[row]), top_up))
+                stock[0] += top_up
+                stock[1] = int(period[row])
+            wanted[p] = wanted.get(p, 0) + int(quantity[row])
+        if all(units <= level[p][0] for p, units in wanted.items()):
+            for p, units in wanted.items():
+                level[p][0] -= units
+        else:
+            status[rows] = BACKORDERED
+    pairs = np.array(list(level), dtype=np.int64)
+    updated = [
+        pairs,
+        np.array([level[p][0] for p in level], dtype=np.int64),
+        np.array([level[p][1] for p in level], dtype=np.int64),
+    ]
+    return status, updated, list(np.array(restocks, dtype=np.int64).reshape(-1, 3).T)
 
 
 def _stock_for(
@@ -454,7 +642,10 @@ def _stock_for(
 
 
 def _decide_fitting_pairs(pair, month, quantity, levels):
-    """Pairs whose every stretch fits reserve all lines (whole arrays): stock, top-ups; others' rows."""
+    """Pairs whose every stretch fits reserve all lines (whole arrays): stock, top-ups; others' rows.
+
+    `month` is each line's restock period and `levels[2]` each pair's last, as first days.
+    """
     import numpy as np
 
     base_of, available_of, restocked_of = levels
@@ -528,35 +719,96 @@ def _decide_one_by_one(rows, pair, month, quantity, levels, status):
     return updated, np.array(restocks, dtype=np.int64).reshape(-1, 3).T
 
 
-def _store_reservations(conn, new, decisions, codes, days, exact) -> None:
+def _store_reservations(conn, new, decisions, exact, version) -> None:
     """Insert the new lines with their decisions and add them to their order days' totals."""
-    import numpy as np
-
     values = (new[column].tolist() for column in REQUEST_COLUMNS)
     inserted = insert_many(
         conn,
         "reservations",
-        (*REQUEST_COLUMNS, "status"),
-        zip(*values, decisions.tolist(), strict=True),
+        (*REQUEST_COLUMNS, "status", "rules_version"),
+        zip(*values, decisions.tolist(), [version] * len(new), strict=True),
         "on conflict do nothing",
     )
     check_inserted(SYSTEM, "reservations", inserted, len(new), exact)
+    _add_day_totals(conn, new, decisions)
+
+
+def _add_day_totals(conn, lines, decisions, sign: int = 1) -> None:
+    """Add (or take away) the lines to their (order day, decision) totals."""
+    import numpy as np
+    import pandas as pd
+
+    if not len(lines):
+        return
+    codes, days = pd.factorize(lines["order_day"])
     # Lines and units per (day, decision), counted on the day codes: 6 M lines per backfill,
     # where grouping by the text of the day would cost seconds (float sums of whole units are
     # exact far beyond a day's).
     group = codes.astype(np.int64) * 2 + (decisions != RESERVED)
     lines_per = np.bincount(group, minlength=2 * len(days))
     units_per = np.bincount(
-        group, weights=new["quantity"].to_numpy(np.float64), minlength=len(lines_per)
+        group, weights=lines["quantity"].to_numpy(np.float64), minlength=len(lines_per)
     )
     add_to_totals(
         conn,
         *DAY_TOTALS,
         [
-            (days[g // 2], BACKORDERED if g % 2 else RESERVED, int(lines_per[g]), int(units_per[g]))
+            (
+                days[g // 2],
+                BACKORDERED if g % 2 else RESERVED,
+                sign * int(lines_per[g]),
+                sign * int(units_per[g]),
+            )
             for g in np.flatnonzero(lines_per).tolist()
         ],
     )
+
+
+def _give_back(conn, lines, statuses) -> None:
+    """Before re-deciding lines: their reserved units back to stock, their decisions out of the totals."""
+    _add_day_totals(conn, lines, statuses, sign=-1)
+    reserved = lines[statuses == RESERVED]
+    units = reserved.groupby(["partkey", "suppkey"], sort=True)["quantity"].sum().reset_index()
+    execute_many(
+        conn,
+        "update stock set available = available + ? where partkey = ? and suppkey = ?",
+        zip(*(units[c].tolist() for c in ("quantity", "partkey", "suppkey")), strict=True),
+    )
+
+
+def _store_redecisions(conn, lines, stored, decisions, version):
+    """Store re-decided lines: an order whose statuses changed gets its next revision.
+
+    Each line of such an order keeps its earlier statuses, oldest first, in `history`. Returns
+    every line's revision and history.
+    """
+    import numpy as np
+
+    before = stored["status"].to_numpy(dtype=object)
+    changed_orders = set(stored["order_key"][before != decisions].tolist())
+    changed = stored["order_key"].isin(changed_orders).to_numpy()
+    revision = stored["revision"].to_numpy(dtype=np.int64) + changed
+    history = [
+        (f"{earlier},{status}" if isinstance(earlier, str) else status) if moved else earlier
+        for earlier, status, moved in zip(stored["history"], before, changed, strict=True)
+    ]
+    execute_many(
+        conn,
+        "update reservations set status = ?, rules_version = ?, revision = ?, history = ? "
+        "where order_day = ? and order_key = ? and line_number = ?",
+        zip(
+            decisions.tolist(),
+            [version] * len(lines),
+            revision.tolist(),
+            history,
+            lines["order_day"].tolist(),
+            lines["order_key"].tolist(),
+            lines["line_number"].tolist(),
+            strict=True,
+        ),
+    )
+    _add_day_totals(conn, lines, decisions)
+    return revision, history
 
 
 def _store_stock(conn, stock, updated, restocked) -> None:

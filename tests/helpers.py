@@ -28,6 +28,7 @@ from resources.notifier import MaildirNotifier
 from resources.notifier_outbox import OutboxNotifier
 from resources.order_system import LandingZoneOrderSystem
 from resources.reports import ReportStore
+from resources.rules import RulesResource
 from resources.warehouse import WarehouseResource
 
 SCALE = 0.01
@@ -82,6 +83,8 @@ def resources_for(data: Path, faults: dict[str, FaultInjection] | None = None) -
         "accounting": SqlAccounting(
             url=sqlite_url(systems / "accounting.sqlite"), faults=fault("accounting")
         ),
+        # The rules file of `$ORDERFLOW_RULES` (a test's own), else the project's rules.yaml.
+        "rules": RulesResource.from_file(),
     }
 
 
@@ -90,6 +93,17 @@ def local_notifier(data: Path, faults: FaultInjection) -> MaildirNotifier | Outb
     if settings.outbox_kind() == "sql":
         return OutboxNotifier(url=sqlite_url(data / "outbox" / "outbox.sqlite"), faults=faults)
     return MaildirNotifier(outbox_dir=str(data / "outbox"), faults=faults)
+
+
+def write_rules(path: Path, **sections: dict) -> Path:
+    """A copy of rules.yaml with some rules changed, e.g. `allocation={"order": "priority"}`."""
+    import yaml
+
+    rules = yaml.safe_load((PROJECT_ROOT / "rules.yaml").read_text())
+    for section, values in sections.items():
+        rules[section].update(values)
+    path.write_text(yaml.safe_dump(rules))
+    return path
 
 
 def partition_kwargs(start: str, end: str | None) -> dict:
@@ -106,12 +120,18 @@ def fulfill(
     faults: dict[str, FaultInjection] | None = None,
     **kwargs,
 ) -> dg.ExecuteInProcessResult:
-    """Run the whole fulfillment chain for a partition or a range (staging must be there)."""
+    """Run the whole fulfillment chain for a partition or a range (staging must be there).
+
+    `tags` (e.g. orderflow/redecide) go with a range's own tags.
+    """
+    partitions = partition_kwargs(start, end)
+    if "tags" in partitions:
+        kwargs["tags"] = {**kwargs.get("tags", {}), **partitions.pop("tags")}
     return dg.materialize(
         [staging_orders, staging_catalog, *FULFILLMENT_ASSETS],
         selection=FULFILLMENT_ASSETS,
         resources=resources_for(data, faults),
-        **partition_kwargs(start, end),
+        **partitions,
         **kwargs,
     )
 

@@ -103,3 +103,28 @@ def test_dg_check_and_list_defs(tmp_path):
     listed = _run([dg_cli, "list", "defs", "--json"], tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "staging/orders" in listed.stdout
+
+
+BAD_RULES = "allocation.order: 'priority_first' is not one of ['fcfs', 'priority']"
+
+
+def _bad_rules(tmp_path: Path) -> Path:
+    rules = tmp_path / "bad-rules.yaml"
+    rules.write_text(
+        (ROOT / "rules.yaml").read_text().replace("order: fcfs", "order: priority_first")
+    )
+    return rules
+
+
+def test_a_wrong_rule_stops_the_definitions_loading(tmp_path, monkeypatch):
+    """Dagster's own loaders refuse the code location, naming the file and the field."""
+    rules = _bad_rules(tmp_path)
+    monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
+    dagster = Path(sys.executable).parent / "dagster"
+    done = _run([str(dagster), "definitions", "validate", "-w", "workspace.yaml"], tmp_path)
+    assert done.returncode != 0
+    assert f"{rules}: {BAD_RULES}" in done.stdout + done.stderr
+    dg_cli = shutil.which("dg", path=str(Path(sys.executable).parent))
+    done = _run([dg_cli, "check", "defs"], tmp_path)
+    assert done.returncode != 0
+    assert f"{rules}: {BAD_RULES}" in done.stdout + done.stderr

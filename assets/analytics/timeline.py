@@ -68,8 +68,10 @@ with lines as (
         bool_and(status = 'backordered') as all_backordered
     from fulfillment.allocations where l_orderdate >= ? and l_orderdate < ? group by 1),
 shipped as (
+    -- A consignment cancelled by a re-decision (nothing of the order left to ship) never shipped.
     select o_orderkey, min(processed_at) as shipped_at, bool_or(status = 'refused') as refused
-    from fulfillment.shipments where o_orderdate >= ? and o_orderdate < ? group by 1),
+    from fulfillment.shipments where o_orderdate >= ? and o_orderdate < ?
+      and status <> 'cancelled' group by 1),
 notified as (
     select coalesce(s.o_orderkey, b.o_orderkey, c.o_orderkey) as o_orderkey,
         s.processed_at as shipment_mail_at, b.processed_at as backorder_mail_at,

@@ -1,9 +1,14 @@
 """Inventory: stock seeded from the catalog, and every staged line reserved or back-ordered.
 
-Allocation is first come, first served by order date, order key and line number: a run sends its
-window's lines to the inventory system in that order, a chunk (a month) per call. The inventory
-system keeps the first decision for each (order key, line number), so a re-run, a retry or a
-backfill over days already allocated gets the same answers and reserves nothing twice.
+Allocation follows the business rules (rules.yaml): first come, first served by order date, order
+key and line number, or each day's orders by priority first; a line the stock cannot cover is
+back-ordered alone, or with its whole order. A run sends its window's lines to the inventory system
+in that order, a chunk (a month) per call. The inventory system keeps the first decision for each
+(order key, line number) with the rules version it was made under, so a re-run, a retry or a
+backfill over days already allocated gets the same answers and reserves nothing twice, whatever
+the rules say now. A run tagged `orderflow/redecide=true` decides its days again under the rules
+in force: the inventory gives back what changed, and an order whose decisions change gets its next
+revision, which the steps after this one answer with corrections, once.
 """
 
 import time
@@ -24,23 +29,39 @@ from assets.fulfillment.common import (
 from assets.fulfillment.tables import INVENTORY_STOCK
 from assets.metadata import result_with_preview
 from foundation.batches import chunks
+from foundation.jobs import REDECIDE_TAG
 from foundation.money import line_cents_sql
-from foundation.registry import ALLOCATIONS_KEY, INVENTORY_STOCK_KEY, LINEITEM_KEY, PARTSUPP_KEY
-from resources.inventory import InventoryResource, StockItem
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    INVENTORY_STOCK_KEY,
+    LINEITEM_KEY,
+    ORDERS_KEY,
+    PARTSUPP_KEY,
+)
+from resources.inventory import DECISION_COLUMNS, InventoryResource, StockItem, Terms
+from resources.rules import RulesResource
 from resources.warehouse import WarehouseResource
 
 # Lines per call: a call decides whole arrays and rewrites the stock of every pair it touches,
 # so a chunk of the window is one call (a month is 76 k lines at SF 1); each is one transaction.
 RESERVE_BATCH = 10_000_000
-# In the order the inventory decides them: first come, first served (module docstring).
+# In the order the inventory decides them, by the rules' allocation order (module docstring);
+# TPC-H's priorities sort as they rank, 1-URGENT first.
+ALLOCATION_ORDER = {
+    "fcfs": "l.l_orderdate, l.l_orderkey, l.l_linenumber",
+    "priority": "l.l_orderdate, o.o_orderpriority, l.l_orderkey, l.l_linenumber",
+}
 LINES_SQL = f"""
-select l_orderkey, l_linenumber, l_orderdate, strftime(l_orderdate, '%Y-%m-%d') as day,
-    l_partkey, l_suppkey,
-    l_quantity::INTEGER as l_quantity,
-    {line_cents_sql("l_extendedprice", "l_discount", "l_tax")} as line_cents
-from staging.lineitem where l_orderdate >= ? and l_orderdate < ?
-order by l_orderdate, l_orderkey, l_linenumber
-"""  # noqa: S608 - the formula is SQL from code; values are bound
+select l.l_orderkey, l.l_linenumber, l.l_orderdate, strftime(l.l_orderdate, '%Y-%m-%d') as day,
+    l.l_partkey, l.l_suppkey,
+    l.l_quantity::INTEGER as l_quantity,
+    {line_cents_sql("l.l_extendedprice", "l.l_discount", "l.l_tax")} as line_cents
+from staging.lineitem l
+left join staging.orders o
+  on o.o_orderkey = l.l_orderkey and o.o_orderdate >= ? and o.o_orderdate < ?
+where l.l_orderdate >= ? and l.l_orderdate < ?
+order by {{order}}
+"""  # noqa: S608 - the formula and the orders are SQL from code; values are bound
 SEED_BATCH = 100_000
 FIX = "Check the inventory system's configuration (resource `inventory`), then re-run the step."
 
@@ -102,7 +123,7 @@ def inventory_stock(
 
 @fulfillment_asset(
     ALLOCATIONS_KEY,
-    deps=[LINEITEM_KEY, INVENTORY_STOCK_KEY],
+    deps=[LINEITEM_KEY, ORDERS_KEY, INVENTORY_STOCK_KEY],
     kinds=["sqlite"],
     blocking_checks={
         "every_line_allocated": "Every staged line of the window is reserved or back-ordered, once.",
@@ -110,14 +131,25 @@ def inventory_stock(
     },
 )
 def allocations(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    inventory: InventoryResource,
+    rules: RulesResource,
 ):
-    """Every staged order line with the inventory's decision: reserved or back-ordered."""
-    import numpy as np
+    """Every staged order line with the inventory's decision (reserved or back-ordered) and its rules."""
     import pandas as pd
 
+    allocation = rules.rules().allocation
+    redecide = context.run.tags.get(REDECIDE_TAG, "").lower() == "true"
+    terms = Terms(rules.version, whole_orders=allocation.backorder == "order", redecide=redecide)
+    lines_sql = LINES_SQL.format(order=ALLOCATION_ORDER[allocation.order])
+    context.log.info(
+        f"Rules {rules.version} ({rules.file}): allocation by {allocation.order}, back-order "
+        f"per {allocation.backorder}" + ("; re-deciding the window" if redecide else "")
+    )
+
     def allocate(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
-        lines = read_frame(warehouse, LINES_SQL, [start, end])
+        lines = read_frame(warehouse, lines_sql, [start, end] * 2)
         requests = pd.DataFrame(
             {
                 "order_key": lines["l_orderkey"],
@@ -131,9 +163,15 @@ def allocations(
         lines = lines.drop(columns="day")
         started = time.perf_counter()
         with calling(context, "inventory", FIX):
-            decisions = [inventory.reserve_frame(b) for b in chunks(requests, RESERVE_BATCH)]
+            decisions = [inventory.decide_frame(b, terms) for b in chunks(requests, RESERVE_BATCH)]
         seconds = time.perf_counter() - started
-        lines["status"] = np.concatenate(decisions) if decisions else np.array([], dtype=object)
+        decided = (
+            pd.concat(decisions, ignore_index=True)
+            if decisions
+            else pd.DataFrame(columns=list(DECISION_COLUMNS))
+        )
+        for column in DECISION_COLUMNS:
+            lines[column] = decided[column].to_numpy()
         counts = lines["status"].value_counts()
         return lines, {
             "reserved": int(counts.get("reserved", 0)),
@@ -159,6 +197,10 @@ def allocations(
             lines_backordered=done["backordered"],
             backorder_rate=round(done["backordered"] / done["rows"], 4) if done["rows"] else 0.0,
             inventory_call_s=round(done["seconds"], 3),
+            rules_version=rules.version,
+            rules_file=rules.file,
+            redecided=redecide,
+            **_rules_in_window(con, params),
         )
         unallocated = rows(
             con,
@@ -189,6 +231,16 @@ def allocations(
         passed=not mismatches,
         metadata={"mismatched_days": mismatches[:20]},
     )
+
+
+def _rules_in_window(con, params) -> dict[str, object]:
+    """Lines per rules version they were decided under, and orders a re-decision changed."""
+    window_sql = "from fulfillment.allocations where l_orderdate >= ? and l_orderdate < ?"
+    versions = rows(
+        con, f"select coalesce(rules_version, 'none'), count(*) {window_sql} group by 1", params
+    )
+    revised = rows(con, f"select count(distinct l_orderkey) {window_sql} and revision > 0", params)
+    return {"lines_by_rules_version": dict(sorted(versions)), "orders_revised": revised[0][0]}
 
 
 def _compare_with_inventory(warehouse_days, summary) -> list[str]:

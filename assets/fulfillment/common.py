@@ -125,8 +125,10 @@ def replace_window_keeping_processed_at(
         f"cast(i.{name} as {sql_type})" for name, sql_type, _ in columns if name != "processed_at"
     )
     join = " and ".join(f"p.{k} = cast(i.{k} as {types[k]})" for k in keys)
+    # By name: a column added to an existing warehouse comes after processed_at there.
+    names = ", ".join(name for name, _, _ in columns)
     con.execute(
-        f"insert into {GROUP}.{table} select {select}, "  # noqa: S608
+        f"insert into {GROUP}.{table} ({names}) select {select}, "  # noqa: S608
         f"coalesce(p.processed_at, now()::TIMESTAMP) from {source} i "
         f"left join previous_rows p on {join}"
     )

@@ -1,5 +1,8 @@
 """Invoices: one per order for its reserved lines, in TPC-H's integer-cent arithmetic.
 
+An order re-decided with a change (its revision) is invoiced anew, as INV-<order>-R<revision>;
+`ledger_postings` reverses the invoice it replaces.
+
 Invoicing is the warehouse's own computation (the ledger posting is a separate step), so it is
 set-based SQL: the same ⌊⌊ep·(100−d)/100⌋·(100+t)/100⌋ the staging checks use, which makes
 invoiced + back-ordered value equal the order totals to the cent, per day.
@@ -27,11 +30,12 @@ from resources.warehouse import WarehouseResource
 
 INSERT_SQL = f"""
 create or replace temp table new_invoices as
-select 'INV-' || o.o_orderkey as invoice_number, o.o_orderkey, o.o_orderdate, o.o_custkey,
+select 'INV-' || o.o_orderkey || if(max(revision) > 0, '-R' || max(revision), '')
+        as invoice_number, o.o_orderkey, o.o_orderdate, o.o_custkey,
     count(*) as lines, sum(net) as net_cents, sum(gross) - sum(net) as tax_cents,
-    sum(gross) as total_cents, sum(cost) as cost_cents
+    sum(gross) as total_cents, sum(cost) as cost_cents, max(revision) as revision
 from (
-    select l.l_orderkey,
+    select l.l_orderkey, a.revision,
         {line_net_cents_sql("l.l_extendedprice", "l.l_discount")} as net,
         {line_cents_sql("l.l_extendedprice", "l.l_discount", "l.l_tax")} as gross,
         {supply_cost_cents_sql("ps.ps_supplycost", "l.l_quantity")} as cost

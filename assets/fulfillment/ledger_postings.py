@@ -5,6 +5,9 @@ One compound entry per document, posted on the order's day, amounts in cents:
                          goods leaving stock: Dr cost_of_goods / Cr inventory (Σ ps_supplycost · qty)
 - `credit_note:<order>`  the invoice reversed, for an order the carrier refused (the goods are back
                          in stock, so their cost is reversed with it)
+An order re-decided with a change has an entry pair per revision r: `credit_note:<order>:r<r>`
+reverses the invoice of revision r-1 and `invoice:<order>:r<r>` books revision r's reserved lines
+(each when it has any), computed from the lines' statuses at each revision (allocations.history).
 The accounting system keeps each entry key once, so re-runs post nothing twice. (Ledgers written
 before the sale and its cost shared one entry also hold `cost_of_goods:` and `cost_reversal:`
 entries; per day and account they add up to the same amounts.)
@@ -26,7 +29,15 @@ from assets.fulfillment.common import (
     window_result,
 )
 from foundation.batches import chunks
-from foundation.registry import COMPENSATIONS_KEY, INVOICES_KEY, LEDGER_POSTINGS_KEY
+from foundation.money import line_cents_sql, line_net_cents_sql, supply_cost_cents_sql
+from foundation.registry import (
+    ALLOCATIONS_KEY,
+    COMPENSATIONS_KEY,
+    INVOICES_KEY,
+    LEDGER_POSTINGS_KEY,
+    LINEITEM_KEY,
+    PARTSUPP_KEY,
+)
 from resources.accounting import AccountingResource
 from resources.warehouse import WarehouseResource
 
@@ -39,6 +50,32 @@ if TYPE_CHECKING:
 POST_BATCH = 10_000_000
 MONEY_COLUMNS = "net_cents as net, tax_cents as tax, total_cents as total, cost_cents as cost"
 FIX = "Check the accounting system's configuration (resource `accounting`), then re-run the step."
+# A re-decided order's invoice at each of its revisions: the lines reserved then.
+REVISIONS_SQL = f"""
+with decided as (
+    select l_orderkey, l_linenumber, l_orderdate, revision as latest,
+        list_append(string_split(history, ','), status) as statuses
+    from fulfillment.allocations
+    where l_orderdate >= ? and l_orderdate < ? and revision > 0
+), by_revision as (
+    select l_orderkey, l_linenumber, l_orderdate, latest, unnest(statuses) as status,
+        unnest(range(len(statuses))) as revision
+    from decided
+)
+select r.l_orderkey as o_orderkey, strftime(r.l_orderdate, '%Y-%m-%d') as day, r.revision,
+    any_value(r.latest) as latest,
+    sum({line_net_cents_sql("l.l_extendedprice", "l.l_discount")})::BIGINT as net,
+    (sum({line_cents_sql("l.l_extendedprice", "l.l_discount", "l.l_tax")})
+        - sum({line_net_cents_sql("l.l_extendedprice", "l.l_discount")}))::BIGINT as tax,
+    sum({line_cents_sql("l.l_extendedprice", "l.l_discount", "l.l_tax")})::BIGINT as total,
+    sum({supply_cost_cents_sql("ps.ps_supplycost", "l.l_quantity")})::BIGINT as cost
+from by_revision r
+join staging.lineitem l on l.l_orderkey = r.l_orderkey and l.l_linenumber = r.l_linenumber
+join staging.partsupp ps on ps.ps_partkey = l.l_partkey and ps.ps_suppkey = l.l_suppkey
+where r.status = 'reserved' and l.l_orderdate >= ? and l.l_orderdate < ?
+group by r.l_orderkey, r.l_orderdate, r.revision
+order by r.l_orderdate, r.l_orderkey, r.revision
+"""  # noqa: S608 - the formulas are SQL from code; values are bound
 
 
 # The lines of a sale's entry: (account, debit column, credit column) in the invoice's view.
@@ -52,7 +89,10 @@ SALE_LINES = (
 
 
 def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
-    """Journal lines (LINE_COLUMNS) of the invoices' entries, or of their credit notes (sides swapped)."""
+    """Journal lines (LINE_COLUMNS) of the invoices' entries, or of their credit notes (sides swapped).
+
+    Keyed `<kind>:<order>`, or by the frame's `entry_key` column when it has one.
+    """
     import numpy as np
     import pandas as pd
 
@@ -71,7 +111,11 @@ def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
     if reverse:
         debit, credit = credit, debit
     orders = frame["o_orderkey"].to_numpy(dtype=np.int64)
-    keys = (kind + ":" + frame["o_orderkey"].astype("int64").astype(str)).to_numpy(dtype=object)
+    keys = (
+        frame["entry_key"]
+        if "entry_key" in frame
+        else kind + ":" + frame["o_orderkey"].astype("int64").astype(str)
+    ).to_numpy(dtype=object)
     return pd.DataFrame(
         {
             "entry_key": np.repeat(keys, width),
@@ -86,9 +130,26 @@ def _journal_lines(frame: "pd.DataFrame", reverse: bool) -> "pd.DataFrame":
     )
 
 
+def _revision_entries(revisions: "pd.DataFrame") -> list["pd.DataFrame"]:
+    """The entry pairs of re-decided orders: each revision's invoice, and the reversal of the last."""
+    order = revisions["o_orderkey"].astype("int64").astype(str)
+    first = revisions["revision"] == 0
+    invoices = revisions.assign(
+        entry_key="invoice:" + order + (":r" + revisions["revision"].astype(str)).where(~first, "")
+    )
+    replaced = revisions[revisions["revision"] < revisions["latest"]]
+    credit_notes = replaced.assign(
+        entry_key="credit_note:"
+        + order[replaced.index]
+        + ":r"
+        + (replaced["revision"] + 1).astype(str)
+    )
+    return [_journal_lines(invoices, reverse=False), _journal_lines(credit_notes, reverse=True)]
+
+
 @fulfillment_asset(
     LEDGER_POSTINGS_KEY,
-    deps=[INVOICES_KEY, COMPENSATIONS_KEY],
+    deps=[INVOICES_KEY, COMPENSATIONS_KEY, ALLOCATIONS_KEY, LINEITEM_KEY, PARTSUPP_KEY],
     kinds=["sqlite"],
     blocking_checks={
         "ledger_balances_per_day": "Per day, debits equal credits.",
@@ -105,18 +166,27 @@ def ledger_postings(
     import pandas as pd
 
     def post(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
+        # Re-decided orders' invoices come from their revisions below.
         invoiced, credited = (
             read_frame(
                 warehouse,
                 f"select o_orderkey, strftime(o_orderdate, '%Y-%m-%d') as day, {MONEY_COLUMNS} "  # noqa: S608
-                f"from fulfillment.{table} where o_orderdate >= ? and o_orderdate < ? "
+                f"from fulfillment.{table} where o_orderdate >= ? and o_orderdate < ?{only} "
                 "order by o_orderdate, o_orderkey",
                 [start, end],
             )
-            for table in ("invoices", "compensations")
+            for table, only in (
+                ("invoices", " and coalesce(revision, 0) = 0"),
+                ("compensations", ""),
+            )
         )
+        revisions = read_frame(warehouse, REVISIONS_SQL, [start, end] * 2)
         lines = pd.concat(
-            [_journal_lines(invoiced, reverse=False), _journal_lines(credited, reverse=True)],
+            [
+                _journal_lines(invoiced, reverse=False),
+                _journal_lines(credited, reverse=True),
+                *_revision_entries(revisions),
+            ],
             ignore_index=True,
         )
         started = time.perf_counter()

@@ -2,7 +2,9 @@
 
 Per order day it compares what fulfillment recorded with what the inventory system, the carrier
 and the ledger say (counts and sums), stores every comparison in fulfillment.reconciliation, fails
-its check and alerts an admin when any differ. It runs last in the daily order-to-cash run.
+its check and alerts an admin when any differ by more than the rules' tolerance. It also alerts when
+a day's back-order rate or on-time rate passes the rules' threshold (rules.yaml, `alerts`). It runs
+last in the daily order-to-cash run.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ from assets.metadata import markdown_preview
 from foundation.registry import (
     ALLOCATIONS_KEY,
     LEDGER_POSTINGS_KEY,
+    LINEITEM_KEY,
     RECONCILIATION_KEY,
     SHIPMENTS_KEY,
 )
@@ -24,12 +27,27 @@ from resources.accounting import AccountingResource
 from resources.carrier import CarrierResource
 from resources.inventory import InventoryResource
 from resources.notifier import NotifierResource
+from resources.rules import RulesResource
 from resources.warehouse import WarehouseResource
 
 FIX = "Check the system's configuration, then re-run reconciliation."
 # The systems recount at once, one thread each, while the warehouse counts: their drivers release
 # the GIL, so the audit waits for the longest recount, not the sum (bench/RESULTS.md, issue #3).
 RECOUNT_THREADS = 3
+# Per day: back-ordered lines / lines, and shipped lines delivered by their commit date / shipped.
+RATES_SQL = """
+select strftime(a.l_orderdate, '%Y-%m-%d') as day,
+    count(*) filter (where a.status = 'backordered') / count(*) as backorder_rate,
+    avg(case when s.delivery_date <= l.l_commitdate then 1.0 else 0.0 end)
+        filter (where s.status = 'shipped') as on_time_rate
+from fulfillment.allocations a
+join staging.lineitem l on l.l_orderkey = a.l_orderkey and l.l_linenumber = a.l_linenumber
+left join fulfillment.shipments s
+  on s.o_orderkey = a.l_orderkey and s.l_linenumber = a.l_linenumber
+ and s.o_orderdate >= ? and s.o_orderdate < ?
+where a.l_orderdate >= ? and a.l_orderdate < ? and l.l_orderdate >= ? and l.l_orderdate < ?
+group by 1 order by 1
+"""
 
 
 def _ours(con, start, end) -> dict[tuple[str, str, str], int]:
@@ -87,6 +105,13 @@ def _add_accounting(values: dict, by_day: dict) -> None:
         values[(day, "accounting", f"{account}_credit_cents")] = credit
 
 
+def _agree(ours: int | None, theirs: int | None, tolerance: float) -> bool:
+    """Whether two values agree within a relative tolerance (0: exactly); a missing one never does."""
+    if ours is None or theirs is None:
+        return ours == theirs
+    return abs(ours - theirs) <= tolerance * max(abs(ours), abs(theirs))
+
+
 def _recount(pool, inventory, carrier, accounting, start, end) -> list:
     """Start the systems' recounts of the window: each system and each half of the window at once.
 
@@ -108,10 +133,12 @@ def _recount(pool, inventory, carrier, accounting, start, end) -> list:
 
 @fulfillment_asset(
     RECONCILIATION_KEY,
-    deps=[ALLOCATIONS_KEY, SHIPMENTS_KEY, LEDGER_POSTINGS_KEY],
+    deps=[ALLOCATIONS_KEY, SHIPMENTS_KEY, LEDGER_POSTINGS_KEY, LINEITEM_KEY],
     kinds=["sqlite"],
     checks={
         "systems_reconcile": "The warehouse, the inventory system, the carrier and the ledger agree.",
+        "backorder_rate_within_threshold": "No day back-orders more lines than rules.yaml allows.",
+        "on_time_rate_within_threshold": "No day delivers fewer lines on time than rules.yaml wants.",
     },
 )
 def reconciliation(
@@ -121,15 +148,18 @@ def reconciliation(
     carrier: CarrierResource,
     accounting: AccountingResource,
     notifier: NotifierResource,
+    rules: RulesResource,
 ):
     """Every per-day count and sum compared between the warehouse and the outside systems."""
     import pandas as pd
 
+    alerts = rules.rules().alerts
     start, end = window(context)
     with ThreadPoolExecutor(RECOUNT_THREADS) as pool:
         recounts = _recount(pool, inventory, carrier, accounting, start, end)
         with warehouse.connect() as con:
             ours = _ours(con, start, end)
+            rates = rows(con, RATES_SQL, [start, end] * 3)
         theirs: dict[tuple[str, str, str], int] = {}
         # The systems' faults surface here, where their results are awaited.
         with calling(context, "reconciliation", FIX):
@@ -137,7 +167,14 @@ def reconciliation(
                 add(theirs, pending.result())
     frame = pd.DataFrame.from_records(
         [
-            (day, system, measure, ours.get(k), theirs.get(k), ours.get(k) == theirs.get(k))
+            (
+                day,
+                system,
+                measure,
+                ours.get(k),
+                theirs.get(k),
+                _agree(ours.get(k), theirs.get(k), alerts.reconciliation_tolerance),
+            )
             for k in sorted(set(ours) | set(theirs))
             for day, system, measure in [k]
         ],
@@ -166,6 +203,8 @@ def reconciliation(
                     "and not matches order by day, system, measure limit 20",
                     [start, end],
                 ),
+                "reconciliation_tolerance": alerts.reconciliation_tolerance,
+                "rules_version": rules.version,
             }
         )
     listed = [
@@ -186,4 +225,38 @@ def reconciliation(
         passed=not listed,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"discrepancies": listed[:20], "discrepancy_count": len(listed)},
+    )
+    high = [(d, b) for d, b, _ in rates if _past(b, alerts.max_backorder_rate, above=True)]
+    late = [(d, o) for d, _, o in rates if _past(o, alerts.min_on_time_rate, above=False)]
+    for check, measure, days, threshold in (
+        ("backorder_rate_within_threshold", "back-order rate", high, alerts.max_backorder_rate),
+        ("on_time_rate_within_threshold", "on-time rate", late, alerts.min_on_time_rate),
+    ):
+        listed = [f"{day}: {measure} {rate:.3f}" for day, rate in days]
+        if listed:
+            _alert_rates(notifier, measure, threshold, start, end, listed, rules.version)
+        yield dg.AssetCheckResult(
+            check_name=check,
+            passed=not listed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"threshold": "none" if threshold is None else threshold, "days": listed[:20]},
+        )
+
+
+def _past(rate: float | None, threshold: float | None, above: bool) -> bool:
+    """Whether a day's rate is past its threshold (none set, or no rate that day: never)."""
+    if rate is None or threshold is None:
+        return False
+    return rate > threshold if above else rate < threshold
+
+
+def _alert_rates(notifier, measure, threshold, start, end, listed, version) -> None:
+    """One admin alert per window and content: a rerun of the same days alerts nothing twice."""
+    digest = hashlib.sha1("\n".join(listed).encode()).hexdigest()[:12]
+    last_day = end - timedelta(days=1)
+    notifier.alert(
+        f"{measure.replace(' ', '-')}:{start}:{end}:{digest}",
+        last_day.isoformat(),
+        f"{len(listed)} days past the {measure} threshold {threshold} ({start} .. {last_day})",
+        "\n".join([*listed[:50], "", f"Thresholds: rules.yaml, alerts (rules {version})."]),
     )

@@ -3,7 +3,9 @@
 The carrier answers per order: shipped (tracking number, ship and delivery dates per line) or
 refused. A refusal is compensated in `compensations`: the reservation is released, the invoice is
 reversed by a credit note (posted by `ledger_postings`), and the customer and an admin are told.
-Every call is keyed by the order, so re-runs get the carrier's first answer back.
+Every call is keyed by the order, so re-runs get the carrier's first answer back. An order
+re-decided with a change is asked for again with its revision: the carrier amends its consignment
+once (the reserved lines now), or cancels it when nothing of it is reserved any more.
 """
 
 import itertools
@@ -29,9 +31,10 @@ from foundation.registry import (
     INVOICES_KEY,
     LINEITEM_KEY,
     NATION_KEY,
+    ORDERS_KEY,
     SHIPMENTS_KEY,
 )
-from resources.carrier import CarrierResource
+from resources.carrier import CarrierResource, ShipmentRequest, answers_to_frame
 from resources.warehouse import WarehouseResource
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
@@ -43,7 +46,7 @@ SHIP_BATCH = 2_000_000
 # In the order the carrier is asked: by day and order, an order's lines together.
 LINES_SQL = """
 select i.o_orderkey, strftime(i.o_orderdate, '%Y-%m-%d') as day, n.n_name as destination,
-    a.l_linenumber, a.l_quantity, l.l_shipmode
+    a.l_linenumber, a.l_quantity, l.l_shipmode, a.revision, a.rules_version
 from fulfillment.invoices i
 join fulfillment.allocations a on a.l_orderkey = i.o_orderkey
 join staging.lineitem l on l.l_orderkey = a.l_orderkey and l.l_linenumber = a.l_linenumber
@@ -54,12 +57,26 @@ where i.o_orderdate >= ? and i.o_orderdate < ?
   and l.l_orderdate >= ? and l.l_orderdate < ?
 order by i.o_orderdate, i.o_orderkey, a.l_linenumber
 """
+# Orders re-decided with nothing left to ship: the carrier is asked to cancel their consignment.
+CANCELLED_SQL = """
+select a.l_orderkey as order_key, strftime(a.l_orderdate, '%Y-%m-%d') as order_day,
+    n.n_name as destination, max(a.revision) as revision, max(a.rules_version) as rules_version
+from fulfillment.allocations a
+join staging.orders o on o.o_orderkey = a.l_orderkey
+join staging.customer c on c.c_custkey = o.o_custkey
+join staging.nation n on n.n_nationkey = c.c_nationkey
+where a.l_orderdate >= ? and a.l_orderdate < ? and o.o_orderdate >= ? and o.o_orderdate < ?
+  and a.revision > 0
+group by a.l_orderkey, a.l_orderdate, n.n_name
+having count(*) filter (where a.status = 'reserved') = 0
+order by a.l_orderdate, a.l_orderkey
+"""
 CARRIER_FIX = "Check the carrier's configuration (resource `carrier`), then re-run the step."
 
 
 @fulfillment_asset(
     SHIPMENTS_KEY,
-    deps=[INVOICES_KEY, ALLOCATIONS_KEY, LINEITEM_KEY, CUSTOMER_KEY, NATION_KEY],
+    deps=[INVOICES_KEY, ALLOCATIONS_KEY, LINEITEM_KEY, ORDERS_KEY, CUSTOMER_KEY, NATION_KEY],
     kinds=["api"],
     blocking_checks={
         "every_invoice_answered": "Every invoiced order has the carrier's answer for each reserved line.",
@@ -74,6 +91,7 @@ def shipments(
 
     def ship(start: date, end: date) -> tuple[pd.DataFrame, dict[str, float]]:
         lines = read_frame(warehouse, LINES_SQL, [start, end] * 3)
+        emptied = read_frame(warehouse, CANCELLED_SQL, [start, end] * 2)
         requests = lines.rename(
             columns={
                 "o_orderkey": "order_key",
@@ -89,6 +107,12 @@ def shipments(
             # Whole orders per call: a batch ends on an order boundary.
             for batch in _order_batches(requests, SHIP_BATCH):
                 answers.append(carrier.create_shipments_frame(batch))
+            if len(emptied):
+                cancellations = [
+                    ShipmentRequest(int(o), day, destination, (), int(revision))
+                    for o, day, destination, revision in emptied.iloc[:, :4].itertuples(index=False)
+                ]
+                answers.append(answers_to_frame(carrier.create_shipments(cancellations)))
         seconds = time.perf_counter() - started
         renamed = {
             "order_key": "o_orderkey",
@@ -100,11 +124,21 @@ def shipments(
             if answers
             else pd.DataFrame(columns=[name for name, _, _ in SHIPMENTS])
         )
-        days = requests.drop_duplicates("order_key").set_index("order_key")["order_day"]
-        frame["o_orderdate"] = frame["o_orderkey"].map(days)
-        orders = frame.drop_duplicates("o_orderkey")
-        refused = int((orders["status"] != "shipped").sum())
-        return frame, {"orders": len(orders), "refused": refused, "seconds": seconds}
+        asked = pd.concat([requests, emptied] if len(emptied) else [requests])
+        asked = asked.drop_duplicates("order_key").set_index("order_key")
+        for column, source in (
+            ("o_orderdate", "order_day"),
+            ("revision", "revision"),
+            ("rules_version", "rules_version"),
+        ):
+            frame[column] = frame["o_orderkey"].map(asked[source])
+        statuses = frame.drop_duplicates("o_orderkey")["status"].value_counts()
+        return frame, {
+            "orders": int(statuses.sum()),
+            "refused": int(statuses.get("refused", 0)),
+            "cancelled": int(statuses.get("cancelled", 0)),
+            "seconds": seconds,
+        }
 
     done = replace_chunks(context, warehouse, "shipments", ship)
     context.log.info(
@@ -119,8 +153,9 @@ def shipments(
             context,
             done["rows"],
             "status, o_orderdate desc, o_orderkey",
-            orders_shipped=done["orders"] - done["refused"],
+            orders_shipped=done["orders"] - done["refused"] - done["cancelled"],
             orders_refused=done["refused"],
+            orders_cancelled=done["cancelled"],
             carrier_call_s=round(done["seconds"], 3),
         )
         unanswered = rows(

@@ -22,6 +22,9 @@ ALLOCATIONS: Columns = (
     ("l_quantity", "INTEGER", "Units asked for."),
     ("status", "VARCHAR", "reserved (stock set aside) or backordered (not enough stock)."),
     ("line_cents", "BIGINT", "The line's value with tax in cents, TPC-H arithmetic."),
+    ("rules_version", "VARCHAR", "Version of the business rules the decision was made under."),
+    ("revision", "INTEGER", "The order's revision: 0, then +1 each time a re-decision changed it."),
+    ("history", "VARCHAR", "The line's statuses at the order's earlier revisions, oldest first."),
 )
 
 BACKORDER_NOTICES: Columns = (
@@ -34,10 +37,12 @@ BACKORDER_NOTICES: Columns = (
     ("message_id", "VARCHAR", "Message-ID of the e-mail."),
     ("status", "VARCHAR", "sent or rejected (the recipient bounced)."),
     ("detail", "VARCHAR", "Why a message was rejected."),
+    ("rules_version", "VARCHAR", "Rules version the order's lines were decided under."),
+    ("revision", "INTEGER", "The order's revision it answers (0: its first decisions)."),
 )
 
 INVOICES: Columns = (
-    ("invoice_number", "VARCHAR", "INV-<order key>."),
+    ("invoice_number", "VARCHAR", "INV-<order key>, or INV-<order key>-R<revision> re-issued."),
     ("o_orderkey", "BIGINT", "Invoiced order."),
     ("o_orderdate", "DATE", "The order's date (the partition)."),
     ("o_custkey", "BIGINT", "Customer billed."),
@@ -46,19 +51,22 @@ INVOICES: Columns = (
     ("tax_cents", "BIGINT", "Tax: total − net."),
     ("total_cents", "BIGINT", "Σ ⌊⌊extendedprice·(1−discount)⌋·(1+tax)⌋ in cents (receivable)."),
     ("cost_cents", "BIGINT", "Cost of the goods: Σ ps_supplycost · quantity in cents."),
+    ("revision", "INTEGER", "The order's revision it answers (0: its first decisions)."),
 )
 
 SHIPMENTS: Columns = (
     ("o_orderkey", "BIGINT", "Order shipped (one consignment per order)."),
     ("l_linenumber", "INTEGER", "Line shipped."),
     ("o_orderdate", "DATE", "The order's date (the partition)."),
-    ("status", "VARCHAR", "shipped, or refused by the carrier."),
+    ("status", "VARCHAR", "shipped, refused by the carrier, or cancelled (re-decided)."),
     ("tracking_number", "VARCHAR", "The carrier's tracking number (null when refused)."),
     ("ship_mode", "VARCHAR", "TPC-H ship mode of the line."),
     ("l_quantity", "INTEGER", "Units shipped."),
     ("ship_date", "DATE", "Day the carrier picks the consignment up."),
     ("delivery_date", "DATE", "Day the carrier delivers the line."),
     ("reason", "VARCHAR", "Why the carrier refused, when it did."),
+    ("rules_version", "VARCHAR", "Rules version the order's lines were decided under."),
+    ("revision", "INTEGER", "The order's revision it answers (0: its first decisions)."),
 )
 
 COMPENSATIONS: Columns = (
@@ -85,10 +93,15 @@ SHIPMENT_NOTIFICATIONS: Columns = (
     ("message_id", "VARCHAR", "Message-ID of the e-mail."),
     ("status", "VARCHAR", "sent or rejected (the recipient bounced)."),
     ("detail", "VARCHAR", "Why a message was rejected."),
+    ("revision", "INTEGER", "The order's revision it answers (0: its first decisions)."),
 )
 
 LEDGER_POSTINGS: Columns = (
-    ("entry_key", "VARCHAR", "Idempotency key of the journal entry, e.g. invoice:<order key>."),
+    (
+        "entry_key",
+        "VARCHAR",
+        "Idempotency key of the journal entry, e.g. invoice:<order key>[:r<n>].",
+    ),
     ("line_number", "INTEGER", "Line within the entry."),
     ("o_orderkey", "BIGINT", "Order the entry is about."),
     ("o_orderdate", "DATE", "Day the entry is posted on: the order's date (the partition)."),

@@ -27,13 +27,16 @@ class Upgrade:
 
     `tables` are renamed to `<table>_old` (their `indexes` dropped first, index names being
     global), the current `create` statements run, then `copy` moves the rows across and the old
-    tables are dropped, all in one transaction.
+    tables are dropped, all in one transaction. `columns` (table, column, type) are added to
+    tables that lack them, in place: the rows stay where they are (a table an earlier upgrade
+    created anew already has them).
     """
 
     version: int
     tables: tuple[str, ...]
     indexes: tuple[str, ...]
     copy: tuple[str, ...]
+    columns: tuple[tuple[str, str, str], ...] = ()
 
 
 def engine_with_schema(
@@ -79,6 +82,9 @@ def engine_with_schema(
                 conn.exec_driver_sql(statement)
             for table in upgrade.tables:
                 conn.exec_driver_sql(f"drop table {table}_old")
+            for table, column, sql_type in upgrade.columns:
+                if column not in {c["name"] for c in sa.inspect(conn).get_columns(table)}:
+                    conn.exec_driver_sql(f"alter table {table} add column {column} {sql_type}")
         conn.exec_driver_sql(
             driver_sql(
                 conn,

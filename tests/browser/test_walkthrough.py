@@ -1,7 +1,7 @@
 """What a user does in the Dagster UI, clicked in Chromium against `dagster dev`.
 
-The scenarios share one `dagster dev` and run in this order: the lineage, one partition, a 30-day
-backfill, the daily report over that backfill, an outage and its recovery, the landing-zone
+The scenarios share one `dagster dev` and run in this order: the lineage, one partition, the
+business rules shown (resource and metadata), a 30-day backfill, the daily report over that backfill, an outage and its recovery, the landing-zone
 sensor, and last the sensors' ticks over all of it. Actions go through the UI; GraphQL and the
 outbox only confirm outcomes the UI does not show in one place.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from foundation.rules import load_rules
 from tests.browser.conftest import CHROMIUM
 from tests.dagster_dev import graphql
 
@@ -166,6 +167,29 @@ def test_one_partition_of_order_to_cash_materialised_from_the_ui_succeeds(page, 
     outcome = run_outcome(page)
     shot("run")
     assert outcome == "SUCCESS"
+    passed.add("partition")
+
+
+def test_the_business_rules_and_their_version_are_shown(page, shot):
+    """The rules resource lists rules.yaml's values; the allocations say which version decided."""
+    version = load_rules().version
+
+    def row(key: str) -> Locator:
+        """The table row whose first cell is `key` (a config key, a metadata entry)."""
+        return page.get_by_role("row", name=re.compile(rf"^{key}( |$)"))
+
+    page.goto("/locations/orderflow/resources/rules")
+    expect(row("version")).to_contain_text(version)
+    expect(row("allocation")).to_contain_text('"order": "fcfs"')
+    expect(row("alerts")).to_contain_text('"reconciliation_tolerance": 0.0')
+    shot("resource")
+    if "partition" not in passed:
+        pytest.skip("the allocations' metadata needs the one-partition scenario first")
+    sidebar(page, "Catalog")
+    page.get_by_role("link", name="fulfillment / allocations").click()
+    page.get_by_role("tab", name="Events").click()
+    expect(row("rules_version")).to_contain_text(version)
+    shot("allocations")
 
 
 def test_a_30_day_backfill_from_the_ui_is_one_run_that_succeeds(page, shot, dagster_ui):

@@ -318,3 +318,16 @@ def test_the_server_stops_cleanly_on_sigterm(start_carrier):
     carrier = start_carrier()
     assert carrier.stop() == 0
     assert carrier.stderr.read_text() == ""
+
+
+def test_a_revision_amends_over_http_as_it_does_locally(shared_carrier, tmp_path):
+    first = requests_for(401)[0]
+    later = ShipmentRequest(
+        first.order_key, first.order_day, first.destination, (ShipmentLine(7, 1, "AIR"),), 1
+    )
+    http = HttpCarrier(base_url=shared_carrier.base_url)
+    local = LocalCarrier(url=sqlite_url(tmp_path / "local" / "carrier.sqlite"))
+    assert http.create_shipments([first]) == local.create_shipments([first])
+    amended = http.create_shipments([later])
+    assert amended == local.create_shipments([later])
+    assert [line.line_number for line in amended[0].lines] == [7]

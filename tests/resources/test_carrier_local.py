@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from foundation.rules import load_rules
 from foundation.sqldb.connections import sqlite_url
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
 from resources.faults import FaultInjection, SystemUnavailable
-from simulator.carrier import REFUSED, SHIPPED, TRANSIT_DAYS
+from simulator.carrier import CANCELLED, REFUSED, SHIPPED
+from tests.helpers import write_rules
+
+TRANSIT_DAYS = load_rules().carrier.transit_days
 
 MODES = sorted(TRANSIT_DAYS)
 
@@ -174,3 +178,64 @@ def test_an_outage_of_two_calls_spans_resource_instances(tmp_path):
             carrier(db, faults=faults).create_shipments([order(1)])
     assert [a.status for a in carrier(db, faults=faults).create_shipments([order(1)])] == [SHIPPED]
     assert count_rows(db, "shipments") == 1
+
+
+# --- the rules' days, and revisions of an order -------------------------------------------------
+
+
+def test_the_days_are_the_rules_and_a_mode_left_out_is_refused(tmp_path, monkeypatch):
+    rules = write_rules(
+        tmp_path / "rules.yaml",
+        carrier={"handling_days": [2, 2], "transit_days": {"AIR": [10, 10]}},
+    )
+    monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
+    shipped, refused = carrier(tmp_path / "carrier.sqlite").create_shipments(
+        [order(1, "2021-05-10", ("AIR",)), order(2, "2021-05-10", ("AIR", "TRUCK"))]
+    )
+    assert [(x.ship_date, x.delivery_date) for x in shipped.lines] == [("2021-05-12", "2021-05-22")]
+    assert refused.status == REFUSED
+    assert refused.reason == "carrier does not offer ship mode TRUCK"
+
+
+def revised(request: ShipmentRequest, revision: int, *lines: ShipmentLine) -> ShipmentRequest:
+    return ShipmentRequest(
+        request.order_key, request.order_day, request.destination, lines, revision
+    )
+
+
+def test_a_later_revision_amends_the_consignment_once(tmp_path):
+    db = tmp_path / "carrier.sqlite"
+    first = order(1, modes=("AIR", "TRUCK"))
+    (shipped,) = carrier(db).create_shipments([first])
+    truck = shipped.lines[1]
+    # Revision 1: line 1 no longer asked for, line 2 kept, line 3 added.
+    added = ShipmentLine(3, 5, "RAIL")
+    (amended,) = carrier(db).create_shipments([revised(first, 1, first.lines[1], added)])
+    assert (amended.status, amended.tracking_number) == (SHIPPED, shipped.tracking_number)
+    assert amended.lines[0] == truck  # its plan is kept
+    rail = amended.lines[1]
+    assert (rail.line_number, rail.quantity, rail.ship_mode) == (3, 5, "RAIL")
+    assert rail.ship_date == truck.ship_date and rail.delivery_date  # one pickup per consignment
+    rows = count_rows(db, "shipment_lines")
+    # Asked again at revision 1 (a rerun), or at 0: the amended answer, nothing written.
+    assert carrier(db).create_shipments([revised(first, 1, first.lines[1], added)]) == [amended]
+    assert carrier(db).create_shipments([first]) == [amended]
+    assert count_rows(db, "shipment_lines") == rows == 2
+    # Revision 2 with nothing to ship cancels it; its lines stay on record.
+    (cancelled,) = carrier(db).create_shipments([revised(first, 2)])
+    assert (cancelled.status, cancelled.lines) == (CANCELLED, amended.lines)
+    assert carrier(db).shipments_by_day("2021-05-10", "2021-05-11") == {
+        "2021-05-10": {CANCELLED: 1}
+    }
+    # An order never shipped with nothing to ship: cancelled, nothing to store.
+    (nothing,) = carrier(db).create_shipments([revised(order(2), 1)])
+    assert (nothing.status, nothing.lines) == (CANCELLED, ())
+    assert count_rows(db, "shipments") == 1
+
+
+def test_a_refusal_is_not_amended(tmp_path):
+    db = tmp_path / "carrier.sqlite"
+    (refused,) = carrier(db, faults=FaultInjection(reject_keys=["1"])).create_shipments([order(1)])
+    assert carrier(db).create_shipments([revised(order(1), 1, ShipmentLine(1, 2, "AIR"))]) == [
+        refused
+    ]

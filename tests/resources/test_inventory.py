@@ -19,8 +19,9 @@ import simulator.inventory
 from foundation.sqldb.bulk import fetch_all
 from foundation.sqldb.connections import sqlite_url
 from resources.faults import FaultInjection, SystemRefused, SystemUnavailable
-from resources.inventory import Reservation, ReservationRequest, SqlInventory, StockItem
+from resources.inventory import Reservation, ReservationRequest, SqlInventory, StockItem, Terms
 from simulator.inventory import BACKORDERED, RELEASED, RESERVED
+from tests.helpers import write_rules
 
 PART, SUPP = 101, 7
 # ps_availqty 120 with the default divisor 12: a base level of 10 units.
@@ -95,8 +96,10 @@ def test_seeding_sets_base_levels_and_is_idempotent(tmp_path):
     assert system.seed_stock([]) == 0
 
 
-def test_seeding_uses_the_configured_divisor(tmp_path):
-    system = inventory(tmp_path, stock_divisor=5)
+def test_seeding_uses_the_divisor_of_the_rules(tmp_path, monkeypatch):
+    rules = write_rules(tmp_path / "rules.yaml", stock={"base_level_divisor": 5})
+    monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
+    system = inventory(tmp_path)
     system.seed_stock([StockItem(1, 10, 1200), StockItem(2, 20, 4)])
     assert system.stock_levels() == [(1, 10, 240, 240), (2, 20, 1, 1)]
 
@@ -652,3 +655,129 @@ def test_key_helpers_agree_on_packed_and_wide_keys():
         known_high, known_low = pd.Series([1, 3, 2]) * scale, pd.Series([7, 7, 9])
         wanted_high, wanted_low = pd.Series([2, 5, 1]) * scale, pd.Series([9, 7, 7])
         assert _positions(known_high, known_low, wanted_high, wanted_low).tolist() == [2, -1, 0]
+
+
+# --- the rules: whole orders, weekly restock, versions and re-decisions -------------------------
+
+V1, V2 = "0000000000a1", "0000000000b2"
+
+
+def decide(system: SqlInventory, requests: list[ReservationRequest], **terms) -> list[tuple]:
+    """(order, line, status, rules version, revision, history) per request, under `terms`."""
+    import pandas as pd
+
+    frame = pd.DataFrame([r.__dict__ for r in requests])
+    decided = system.decide_frame(frame, Terms(**terms))
+    return [
+        (r.order_key, r.line_number, *row)
+        for r, row in zip(requests, decided.itertuples(index=False), strict=True)
+    ]
+
+
+def test_whole_orders_reserve_all_their_lines_or_none(tmp_path):
+    system = inventory(tmp_path)
+    system.seed_stock([TEN_UNITS, StockItem(PART + 1, SUPP, 120)])
+    other = {"part": PART + 1}
+    decided = decide(
+        system,
+        [
+            line(1, 1, 4),
+            line(1, 2, 11, **other),  # more than the 10 there: order 1 takes nothing
+            line(2, 1, 10),  # so order 2 gets all 10
+            line(3, 1, 1),
+            line(3, 2, 1, **other),  # order 3: part 1 is gone, its part-2 line waits too
+        ],
+        rules_version=V1,
+        whole_orders=True,
+    )
+    assert [(o, n, s) for o, n, s, *_ in decided] == [
+        (1, 1, BACKORDERED),
+        (1, 2, BACKORDERED),
+        (2, 1, RESERVED),
+        (3, 1, BACKORDERED),
+        (3, 2, BACKORDERED),
+    ]
+    assert system.stock_levels() == [(PART, SUPP, 10, 0), (PART + 1, SUPP, 10, 10)]
+    assert system.reservations_by_day("2021-01-01", "2021-02-01") == {
+        "2021-01-15": {RESERVED: (1, 10), BACKORDERED: (4, 17)}
+    }
+
+
+def test_a_weekly_restock_tops_up_every_monday(tmp_path, monkeypatch):
+    rules = write_rules(tmp_path / "rules.yaml", stock={"restock": "week"})
+    monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
+    system = inventory(tmp_path)
+    system.seed_stock([TEN_UNITS])
+    # Monday 2021-01-11 opens a week, Sunday the 17th is in it, Monday the 18th opens the next.
+    decided = system.reserve(
+        [line(1, 1, 6, "2021-01-11"), line(2, 1, 6, "2021-01-17"), line(3, 1, 6, "2021-01-18")]
+    )
+    assert statuses(decided) == [(1, 1, RESERVED), (2, 1, BACKORDERED), (3, 1, RESERVED)]
+    assert rows(tmp_path, "select month, quantity from supplier_restocks order by 1") == [
+        (20210118, 6)
+    ]
+    assert rows(tmp_path, "select restocked_month from stock") == [(20210118,)]
+    # Back to monthly: February's first line tops up again (periods compare by their first day).
+    monkeypatch.setenv("ORDERFLOW_RULES", str(write_rules(tmp_path / "monthly.yaml")))
+    assert statuses(system.reserve([line(4, 1, 2, "2021-01-25"), line(5, 1, 10, "2021-02-01")]))[
+        1:
+    ] == [(5, 1, RESERVED)]
+    assert rows(tmp_path, "select month, quantity from supplier_restocks order by 1") == [
+        (202102, 8),
+        (20210118, 6),
+    ]
+
+
+def test_each_decision_keeps_its_rules_version_and_a_repeat_keeps_the_decision(stocked):
+    assert decide(stocked, [line(1, 1, 6)], rules_version=V1) == [(1, 1, RESERVED, V1, 0, None)]
+    # Asked again under other rules, without re-deciding: the first decision and its version.
+    assert decide(stocked, [line(1, 1, 6), line(2, 1, 6)], rules_version=V2) == [
+        (1, 1, RESERVED, V1, 0, None),
+        (2, 1, BACKORDERED, V2, 0, None),
+    ]
+
+
+def test_a_re_decision_gives_the_stock_back_decides_again_and_counts_a_revision(tmp_path, stocked):
+    first, second = line(1, 1, 6), line(2, 1, 6)
+    decide(stocked, [first, second], rules_version=V1)
+    # Under V2 the same lines are asked in another order (order 2 first): they change places.
+    expected = [
+        (2, 1, RESERVED, V2, 1, BACKORDERED),
+        (1, 1, BACKORDERED, V2, 1, RESERVED),
+    ]
+    assert decide(stocked, [second, first], rules_version=V2, redecide=True) == expected
+    assert stocked.stock_levels() == [(PART, SUPP, 10, 4)]
+    assert stocked.reservations_by_day("2021-01-01", "2021-02-01") == {
+        "2021-01-15": {RESERVED: (1, 6), BACKORDERED: (1, 6)}
+    }
+    assert stocked.recount_reservations_by_day(
+        "2021-01-01", "2021-02-01"
+    ) == stocked.reservations_by_day("2021-01-01", "2021-02-01")
+    # Once per version: asked again (a retry, a rerun), nothing moves.
+    before = snapshot(tmp_path, stocked)
+    assert decide(stocked, [second, first], rules_version=V2, redecide=True) == expected
+    assert snapshot(tmp_path, stocked) == before
+    # Re-decided under V1 again, in V1's order: back as they were, a revision further.
+    assert decide(stocked, [first, second], rules_version=V1, redecide=True) == [
+        (1, 1, RESERVED, V1, 2, "reserved,backordered"),
+        (2, 1, BACKORDERED, V1, 2, "backordered,reserved"),
+    ]
+
+
+def test_a_re_decision_that_changes_nothing_keeps_the_revision(tmp_path, stocked):
+    decide(stocked, [line(1, 1, 6), line(2, 1, 1)], rules_version=V1)
+    assert decide(stocked, [line(1, 1, 6), line(2, 1, 1)], rules_version=V2, redecide=True) == [
+        (1, 1, RESERVED, V2, 0, None),
+        (2, 1, RESERVED, V2, 0, None),
+    ]
+    assert stocked.stock_levels() == [(PART, SUPP, 10, 3)]
+
+
+def test_an_order_whose_shipment_was_refused_is_not_re_decided(stocked):
+    decide(stocked, [line(1, 1, 6), line(2, 1, 6)], rules_version=V1)
+    stocked.release([(1, 1)])  # the carrier refused order 1; it was compensated
+    assert decide(stocked, [line(2, 1, 6), line(1, 1, 6)], rules_version=V2, redecide=True) == [
+        (2, 1, RESERVED, V2, 1, BACKORDERED),
+        (1, 1, RESERVED, V1, 0, None),
+    ]
+    assert stocked.stock_levels() == [(PART, SUPP, 10, 4)]

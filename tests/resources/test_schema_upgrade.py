@@ -129,7 +129,7 @@ def test_inventory_v1_keeps_its_decisions_and_restocks(database):
     assert inventory.reservations_by_day(DAY, "2021-02-04") == {
         DAY: {RESERVED: (1, 8), BACKORDERED: (2, 53)}
     }
-    assert database.query("select system, version from schema_versions") == [("inventory", 3)]
+    assert database.query("select system, version from schema_versions") == [("inventory", 4)]
     assert not database.names() & {
         "restocks",
         "reservations_old",
@@ -167,7 +167,7 @@ def test_carrier_v1_keeps_its_answers_and_lines(database):
     ]
     assert database.query("select order_day, count(*) from shipment_lines group by 1") == [(DAY, 2)]
     assert carrier.shipments_by_day(DAY, "2021-02-04") == {DAY: {"shipped": 1}}
-    assert database.query("select system, version from schema_versions") == [("carrier", 2)]
+    assert database.query("select system, version from schema_versions") == [("carrier", 3)]
 
 
 def test_accounting_v1_keeps_its_entries(database):
@@ -260,7 +260,17 @@ def test_inventory_v2_counts_its_day_totals_once_then_keeps_them(database):
     assert inventory.reservations_by_day("2021-02-05", "2021-02-06") == {
         "2021-02-05": {RESERVED: (1, 4)}
     }
-    assert database.query("select system, version from schema_versions") == [("inventory", 3)]
+    # Version 4's columns were added in place: the decisions made before keep no rules version.
+    assert database.query(
+        "select order_key, line_number, rules_version, revision, history from reservations "
+        "order by 1, 2"
+    ) == [
+        (5, 1, None, 0, None),
+        (5, 2, None, 0, None),
+        (5, 3, None, 0, None),
+        (6, 1, None, 0, None),
+    ]
+    assert database.query("select system, version from schema_versions") == [("inventory", 4)]
 
 
 def test_accounting_v2_sums_its_trial_balance_once_then_keeps_it(database):

@@ -12,7 +12,7 @@ import pytest
 
 from resources.accounting import JournalEntry, JournalLine, SqlAccounting
 from resources.carrier import LocalCarrier, ShipmentLine, ShipmentRequest
-from resources.inventory import ReservationRequest, SqlInventory, StockItem
+from resources.inventory import ReservationRequest, SqlInventory, StockItem, Terms
 from simulator.carrier import REFUSED, SHIPPED
 from simulator.inventory import BACKORDERED, RELEASED, RESERVED
 from tests.postgres import new_database
@@ -107,3 +107,42 @@ def test_ledger_on_postgres(database):
         ("2021-03-01", "revenue"): (0, 100),
         ("2021-03-01", "tax_payable"): (0, 8),
     }
+
+
+def test_a_re_decision_and_an_amendment_on_postgres(database):
+    """The rules' paths: versions kept, a re-decision once per version, a consignment amended."""
+    import pandas as pd
+
+    url, rows = database
+    inventory = SqlInventory(url=url)
+    inventory.seed_stock([StockItem(1, 1, 120)])  # 10 units
+    first, second = line(1, 1, 6, "2021-01-05"), line(2, 1, 6, "2021-01-05")
+
+    def decide(requests, **terms):
+        frame = pd.DataFrame([r.__dict__ for r in requests])
+        return inventory.decide_frame(frame, Terms(**terms)).values.tolist()
+
+    assert decide([first, second], rules_version="0000000000a1") == [
+        [RESERVED, "0000000000a1", 0, None],
+        [BACKORDERED, "0000000000a1", 0, None],
+    ]
+    for _ in range(2):
+        assert decide([second, first], rules_version="0000000000b2", redecide=True) == [
+            [RESERVED, "0000000000b2", 1, BACKORDERED],
+            [BACKORDERED, "0000000000b2", 1, RESERVED],
+        ]
+    assert inventory.stock_levels() == [(1, 1, 10, 4)]
+    assert rows("select status, count(*) from reservations group by 1 order by 1") == [
+        (BACKORDERED, 1),
+        (RESERVED, 1),
+    ]
+
+    carrier = LocalCarrier(url=url)
+    request = ShipmentRequest(7, "2021-01-05", "PERU", (ShipmentLine(1, 2, "AIR"),))
+    (shipped,) = carrier.create_shipments([request])
+    amended = ShipmentRequest(7, "2021-01-05", "PERU", (ShipmentLine(2, 1, "RAIL"),), 1)
+    for _ in range(2):
+        (answer,) = carrier.create_shipments([amended])
+        assert (answer.status, answer.tracking_number) == (SHIPPED, shipped.tracking_number)
+        assert [x.line_number for x in answer.lines] == [2]
+    assert rows("select revision from shipments where order_key = 7") == [(1,)]

@@ -123,13 +123,13 @@ def test_changed_days_refresh_as_one_run_per_range_and_the_report_covers_the_lat
     # A backfill of five past days, one run. While it runs, the sensor waits for it: the run
     # stages its orders, then its first inventory call waits until the test has ticked.
     ticked = threading.Event()
-    reserve_frame = SqlInventory.reserve_frame
+    decide_frame = SqlInventory.decide_frame
 
-    def after_the_tick(self, lines):
+    def after_the_tick(self, lines, terms=None):
         assert ticked.wait(timeout=300), "the test did not tick"
-        return reserve_frame(self, lines)
+        return decide_frame(self, lines, terms)
 
-    monkeypatch.setattr(SqlInventory, "reserve_frame", after_the_tick)
+    monkeypatch.setattr(SqlInventory, "decide_frame", after_the_tick)
     outcome = []
     backfill = threading.Thread(target=lambda: outcome.append(order_to_cash(data_dir, home, *PAST)))
     backfill.start()
