@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 
 import dagster as dg
-import sqlalchemy as sa
 
 from foundation import settings
 from foundation.partitions import RANGE_END_TAG, RANGE_START_TAG
@@ -44,6 +43,8 @@ def initialize_pools(instance: dg.DagsterInstance, pools: Iterable[str]) -> None
     Dagster then tries fails in the aborted transaction, and that run fails before its steps.
     Done here before the steps claim, a run that loses the race finds the pool set and goes on.
     """
+    from sqlalchemy.exc import DBAPIError  # the instance's storage has it loaded already
+
     storage = instance.event_log_storage
     if (
         not storage.supports_global_concurrency_limits
@@ -53,7 +54,7 @@ def initialize_pools(instance: dg.DagsterInstance, pools: Iterable[str]) -> None
     for pool in sorted(set(pools) - storage.get_concurrency_keys()):
         try:
             storage.initialize_concurrency_limit_to_default(pool)
-        except sa.exc.DBAPIError:
+        except DBAPIError:
             if pool not in storage.get_concurrency_keys():
                 raise
 

@@ -16,7 +16,7 @@ from assets.analytics.common import (
     replace_window_from_query,
     unique_keys_sql,
 )
-from assets.fulfillment.common import window
+from assets.fulfillment.common import chunk_windows, window
 from assets.metadata import result_with_preview
 from foundation.registry import (
     ALLOCATIONS_KEY,
@@ -184,20 +184,34 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     """Build the per-order timeline of the window and its per-day step percentiles."""
     start, end = window(context)
     params = [start, end]
+    orders = steps = 0
+    # A chunk of months at a time, each in its own transaction: SF 10's whole history (15 M
+    # orders) in one query ran out of DuckDB's memory limit. Chunks are whole days, so each
+    # order and each day's percentiles are computed as in one pass.
+    for first, after in chunk_windows(context):
+        chunk = [first, after]
+        with warehouse.transaction() as con:
+            orders += replace_window_from_query(
+                con,
+                "order_timeline",
+                ORDER_TIMELINE,
+                "o_orderdate",
+                first,
+                after,
+                TIMELINE_SQL,
+                chunk * 8,
+            )
+            steps += replace_window_from_query(
+                con,
+                "step_latency",
+                STEP_LATENCY,
+                "day",
+                first,
+                after,
+                LATENCY_SQL,
+                chunk * len(STEPS),
+            )
     with warehouse.transaction() as con:
-        orders = replace_window_from_query(
-            con,
-            "order_timeline",
-            ORDER_TIMELINE,
-            "o_orderdate",
-            start,
-            end,
-            TIMELINE_SQL,
-            params * 8,
-        )
-        steps = replace_window_from_query(
-            con, "step_latency", STEP_LATENCY, "day", start, end, LATENCY_SQL, params * len(STEPS)
-        )
         yield result_with_preview(
             con,
             orders,
