@@ -185,10 +185,11 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     start, end = window(context)
     params = [start, end]
     orders = steps = 0
+    chunks = chunk_windows(context)
     # A chunk of months at a time, each in its own transaction: SF 10's whole history (15 M
     # orders) in one query ran out of DuckDB's memory limit. Chunks are whole days, so each
     # order and each day's percentiles are computed as in one pass.
-    for first, after in chunk_windows(context):
+    for first, after in chunks:
         chunk = [first, after]
         with warehouse.transaction() as con:
             orders += replace_window_from_query(
@@ -228,7 +229,9 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
             "order by day desc, step limit 5",
             params,
             asset_key=STEP_LATENCY_KEY,
-            **_latency_metadata(con, params),
+            # Exact percentiles hold the window's every duration in memory: a day's or a chunk's
+            # run (what the metrics report) has them, a backfill's range the per-day table.
+            **(_latency_metadata(con, params) if len(chunks) == 1 else {}),
         )
         duplicates = offending(
             con,
