@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.local_postgres import run_child
 from foundation.settings import PUSHGATEWAY_URL_ENV
 
 HOST = "127.0.0.1"
@@ -243,13 +243,7 @@ def run(servers: LocalMetrics, command: Sequence[str]) -> int:
             file=sys.stderr,
             flush=True,
         )
-        child = subprocess.Popen(command, env={**os.environ, **servers.environment()})
-        # Ctrl-C reaches the command too (same process group): let it shut down, then stop the
-        # servers. A SIGTERM or SIGHUP meant for this process is passed on to the command.
-        signal.signal(signal.SIGINT, lambda *_: None)
-        for forwarded in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(forwarded, lambda number, _: child.send_signal(number))
-        return child.wait()
+        return run_child(command, servers.environment())
     finally:
         servers.stop()
 

@@ -285,13 +285,21 @@ def _live_session(session: Path) -> int | None:
 def run(home: Path, command: Sequence[str]) -> int:
     """Run `command` with the instance's server up and its environment set; its exit status."""
     with running(home) as server:
-        child = subprocess.Popen(command, env={**os.environ, **server.environment()})
-        # Ctrl-C reaches the command too (same process group): let it shut down, then stop the
-        # server. A SIGTERM or SIGHUP meant for this process is passed on to the command.
-        signal.signal(signal.SIGINT, lambda *_: None)
-        for forwarded in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(forwarded, lambda number, _: child.send_signal(number))
-        return child.wait()
+        return run_child(command, server.environment())
+
+
+def run_child(command: Sequence[str], environment: dict[str, str]) -> int:
+    """Run `command` with `environment` added, until it ends; its exit status.
+
+    Ctrl-C reaches the command too (same process group): it is left to the command, so that it
+    shuts down before the caller stops its servers. A SIGTERM or SIGHUP meant for this process is
+    passed on to the command.
+    """
+    child = subprocess.Popen(command, env={**os.environ, **environment})
+    signal.signal(signal.SIGINT, lambda *_: None)
+    for forwarded in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(forwarded, lambda number, _: child.send_signal(number))
+    return child.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
