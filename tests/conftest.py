@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("ORDERFLOW_RETRY_DELAY_S", "0.1")
 
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +47,17 @@ from tests.postgres import drop_database, local_server, new_database, running_se
 # pyproject's timeout (900 s). A fast test, its first use of a session fixture included, takes at
 # most a third of FAST_TIMEOUT_S on a loaded 2-core machine: a hang fails in minutes.
 FAST_TIMEOUT_S = 300
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A background job (CI, `make test &`) starts with SIGINT ignored, and after a run on the main
+    # thread Dagster gives SIGTERM SIGINT's handler: SIGTERM ignored too. A run on another thread
+    # then spawns its compute-log `tail -F` processes ignoring SIGTERM, so they outlive the run and
+    # Dagster waits 2 × 30 s for each. Interrupts behave as in a terminal instead.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
