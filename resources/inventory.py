@@ -7,7 +7,7 @@ its stock rules from rules.yaml, as the pipeline does.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +15,14 @@ import dagster as dg
 
 from foundation.settings import system_url
 from resources.faults import FaultInjection
-from simulator.inventory import DECISION_COLUMNS, REQUEST_COLUMNS, StockItem, Stockroom, Terms
+from simulator.inventory import (
+    DECISION_COLUMNS,
+    REQUEST_COLUMNS,
+    STOCK_BATCH_ROWS,
+    StockItem,
+    Stockroom,
+    Terms,
+)
 
 __all__ = ["DECISION_COLUMNS", "StockItem", "Terms"]
 
@@ -103,9 +110,15 @@ class InventoryResource(dg.ConfigurableResource, ABC):
     def overcommitted(self, limit: int = 20) -> list[tuple[int, int, int]]:
         """(part, supplier, available) where more is reserved than there is stock: should be none."""
 
-    @abstractmethod
     def stock_levels(self) -> list[tuple[int, int, int, int]]:
         """(part, supplier, base level, available) for every stocked pair."""
+        return [pair for batch in self.stock_level_batches() for pair in batch]
+
+    @abstractmethod
+    def stock_level_batches(
+        self, rows: int = STOCK_BATCH_ROWS
+    ) -> Iterator[list[tuple[int, int, int, int]]]:
+        """`stock_levels` in key order, `rows` pairs at a time, all from one read of the stock."""
 
 
 class SqlInventory(InventoryResource):
@@ -146,6 +159,8 @@ class SqlInventory(InventoryResource):
         """(part, supplier, available) where more is reserved than there is stock: should be none."""
         return self._stockroom().overcommitted(limit)
 
-    def stock_levels(self) -> list[tuple[int, int, int, int]]:
-        """(part, supplier, base level, available) for every stocked pair."""
-        return self._stockroom().stock_levels()
+    def stock_level_batches(
+        self, rows: int = STOCK_BATCH_ROWS
+    ) -> Iterator[list[tuple[int, int, int, int]]]:
+        """`stock_levels` in key order, `rows` pairs at a time, all from one read of the stock."""
+        return self._stockroom().stock_level_batches(rows)

@@ -22,7 +22,7 @@ An order with a released line (its shipment was refused and compensated) is clos
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 SYSTEM = "inventory"
+# Stock pairs per batch read: SF 10 has 8 M, gigabytes as Python tuples at once.
+STOCK_BATCH_ROWS = 200_000
 RESERVED, BACKORDERED, RELEASED = "reserved", "backordered", "released"
 REQUEST_COLUMNS = ("order_key", "line_number", "order_day", "partkey", "suppkey", "quantity")
 # Per line decided: the status, the rules version it was decided under (None: before versions were
@@ -314,12 +316,21 @@ class Stockroom:
 
     def stock_levels(self) -> list[tuple[int, int, int, int]]:
         """(part, supplier, base level, available) for every stocked pair."""
+        return [pair for batch in self.stock_level_batches() for pair in batch]
+
+    def stock_level_batches(
+        self, rows: int = STOCK_BATCH_ROWS
+    ) -> Iterator[list[tuple[int, int, int, int]]]:
+        """`stock_levels` in key order, `rows` pairs at a time, all from one read of the stock."""
+        # One query, fetched a batch at a time: the batches are one snapshot (a read transaction),
+        # and SF 10's 8 M pairs never sit in memory at once.
         with read_connection(self._engine(), SYSTEM) as conn:
-            return fetch_all(
-                conn,
+            result = conn.execution_options(stream_results=True).exec_driver_sql(
                 "select partkey, suppkey, base_level, available from stock "
-                "order by partkey, suppkey",
+                "order by partkey, suppkey"
             )
+            while batch := result.fetchmany(rows):
+                yield [tuple(row) for row in batch]
 
 
 def _request_frame(lines: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from assets.analytics.common import (
     replace_table,
     unique_keys_sql,
 )
+from assets.fulfillment.common import copy_stock_levels
 from assets.metadata import markdown_preview, result_with_preview
 from foundation.money import line_net_cents_sql, supply_cost_cents_sql
 from foundation.registry import (
@@ -152,11 +153,12 @@ valued as (
     join staging.partsupp ps on ps.ps_partkey = s.partkey and ps.ps_suppkey = s.suppkey
     left join demand d on d.partkey = s.partkey and d.suppkey = s.suppkey),
 ranked as (
-    select *, row_number() over (order by stock_value_cents desc, partkey, suppkey) as value_rank,
-        sum(stock_value_cents) over (order by stock_value_cents desc, partkey, suppkey)
-            - stock_value_cents as value_before,
-        sum(stock_value_cents) over () as value_total
-    from valued)
+    -- The window sorts every pair: only the keys and the value go through it.
+    select partkey, suppkey, row_number() over by_value as value_rank,
+        sum(stock_value_cents) over by_value - stock_value_cents as value_before
+    from valued
+    window by_value as (order by stock_value_cents desc, partkey, suppkey)),
+total as (select sum(stock_value_cents) as value_total from valued)
 select partkey, suppkey, base_level, available, reserved_recent, daily_demand,
     case when daily_demand > 0 then available / daily_demand end as days_of_cover,
     stock_value_cents, value_rank,
@@ -165,7 +167,7 @@ select partkey, suppkey, base_level, available, reserved_recent, daily_demand,
         as reorder,
     case when available <= 0 or (daily_demand > 0 and available / daily_demand < {REORDER_COVER_DAYS})
          then greatest(base_level - available, 0) else 0 end as reorder_quantity
-from ranked
+from valued join ranked using (partkey, suppkey) cross join total
 """  # noqa: S608 - SQL from this module
 
 
@@ -184,13 +186,8 @@ def inventory_health(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Stock, recent reservations and days of cover per (part, supplier), the most valuable stock and what to reorder."""
-    import pandas as pd
-
-    levels = pd.DataFrame.from_records(
-        inventory.stock_levels(), columns=["partkey", "suppkey", "base_level", "available"]
-    )
     with warehouse.transaction() as con:
-        con.register("stock_now", levels)
+        copy_stock_levels(con, inventory, "stock_now", temporary=True)
         count = replace_table(con, "inventory_health", INVENTORY_HEALTH, HEALTH_SQL)
         reorders = con.execute(
             "select count(*), coalesce(sum(reorder_quantity), 0) from analytics.inventory_health "
@@ -229,7 +226,7 @@ def inventory_health(
             "left join analytics.inventory_health h using (partkey, suppkey) "
             "where h.available is distinct from s.available order by 1",
         )
-        con.unregister("stock_now")
+        con.execute("drop table stock_now")
     yield check_result("keys_unique", duplicates)
     yield check_result("no_nulls", nulls)
     yield check_result("stock_agrees_with_inventory_system", missing)

@@ -19,6 +19,7 @@ import dagster as dg
 from assets.fulfillment.common import (
     GROUP,
     calling,
+    copy_stock_levels,
     fulfillment_asset,
     read_frame,
     replace_chunks,
@@ -26,7 +27,6 @@ from assets.fulfillment.common import (
     window,
     window_result,
 )
-from assets.fulfillment.tables import INVENTORY_STOCK
 from assets.metadata import result_with_preview
 from foundation.batches import chunks
 from foundation.jobs import REDECIDE_TAG
@@ -79,8 +79,6 @@ def inventory_stock(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, inventory: InventoryResource
 ):
     """Stock per (part, supplier) in the inventory system, seeded from partsupp, as last seen."""
-    import pandas as pd
-
     # Unpartitioned: the catalog is one table and seeding only adds pairs the inventory lacks
     # (existing stock is never reset), so it is safe to re-run at any time.
     supply = read_frame(
@@ -94,26 +92,17 @@ def inventory_stock(
         for start in range(0, len(supply), SEED_BATCH):
             batch = supply.iloc[start : start + SEED_BATCH].itertuples(index=False)
             added += inventory.seed_stock([StockItem(int(p), int(s), int(q)) for p, s, q in batch])
-        levels = inventory.stock_levels()
         overcommitted = inventory.overcommitted()
-    frame = pd.DataFrame.from_records(
-        levels, columns=["partkey", "suppkey", "base_level", "available"]
-    )
-    with warehouse.transaction() as con:
-        con.register("stock_levels", frame)
-        body = ", ".join(f"cast({n} as {t}) as {n}" for n, t, _ in INVENTORY_STOCK)
-        con.execute(
-            f"create or replace table {GROUP}.inventory_stock as select {body} from stock_levels"  # noqa: S608
-        )
-        con.unregister("stock_levels")
-        context.log.info(f"Inventory knows {len(levels)} (part, supplier) pairs; {added} new")
-        yield result_with_preview(
-            con,
-            len(levels),
-            f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
-            pairs_added=added,
-            units_available=int(frame["available"].sum()) if len(frame) else 0,
-        )
+        with warehouse.transaction() as con:
+            pairs, units = copy_stock_levels(con, inventory, f"{GROUP}.inventory_stock")
+            context.log.info(f"Inventory knows {pairs} (part, supplier) pairs; {added} new")
+            yield result_with_preview(
+                con,
+                pairs,
+                f"select * from {GROUP}.inventory_stock order by available limit 5",  # noqa: S608
+                pairs_added=added,
+                units_available=units,
+            )
     yield dg.AssetCheckResult(
         check_name="stock_never_overcommitted",
         passed=not overcommitted,

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 import dagster as dg
 import duckdb
 
-from assets.fulfillment.tables import KEYS, SCHEMAS, TABLES, Columns
+from assets.fulfillment.tables import INVENTORY_STOCK, KEYS, SCHEMAS, TABLES, Columns
 from assets.metadata import result_with_preview
 from foundation import settings
 from foundation.batches import chunks
 from foundation.partitions import daily_partitions, month_chunks
 from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
+from resources.inventory import InventoryResource
 from resources.notifier import NotifierResource, deliveries_frame
 from resources.warehouse import WarehouseResource, step_pool
 
@@ -195,6 +196,32 @@ def window_result(
         **metadata,
         chunks=len(chunk_windows(context)),
     )
+
+
+def copy_stock_levels(
+    con: duckdb.DuckDBPyConnection,
+    inventory: InventoryResource,
+    table: str,
+    temporary: bool = False,
+) -> tuple[int, int]:
+    """Replace `table` with the inventory system's stock levels, a batch at a time.
+
+    Columns: INVENTORY_STOCK's. Returns the pairs and the units available.
+    """
+    import pandas as pd
+
+    names = [name for name, _, _ in INVENTORY_STOCK]
+    body = ", ".join(f"{name} {sql_type}" for name, sql_type, _ in INVENTORY_STOCK)
+    con.execute(f"create or replace {'temp ' if temporary else ''}table {table} ({body})")
+    pairs = units = 0
+    for batch in inventory.stock_level_batches():
+        frame = pd.DataFrame.from_records(batch, columns=names)
+        con.register("stock_batch", frame)
+        con.execute(f"insert into {table} select {', '.join(names)} from stock_batch")  # noqa: S608
+        con.unregister("stock_batch")
+        pairs += len(frame)
+        units += int(frame["available"].sum())
+    return pairs, units
 
 
 @contextmanager

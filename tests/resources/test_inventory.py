@@ -96,6 +96,18 @@ def test_seeding_sets_base_levels_and_is_idempotent(tmp_path):
     assert system.seed_stock([]) == 0
 
 
+def test_stock_levels_come_in_batches_in_key_order(tmp_path):
+    system = inventory(tmp_path)
+    system.seed_stock([StockItem(part, SUPP, 120) for part in (5, 3, 1, 4, 2)])
+    system.reserve([line(1, 1, 4, part=5)])
+    batches = list(system.stock_level_batches(rows=2))
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert [pair for batch in batches for pair in batch] == system.stock_levels()
+    assert system.stock_levels() == [
+        (part, SUPP, 10, 6 if part == 5 else 10) for part in range(1, 6)
+    ]
+
+
 def test_seeding_uses_the_divisor_of_the_rules(tmp_path, monkeypatch):
     rules = write_rules(tmp_path / "rules.yaml", stock={"base_level_divisor": 5})
     monkeypatch.setenv("ORDERFLOW_RULES", str(rules))
