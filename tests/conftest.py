@@ -219,6 +219,14 @@ def _private_copy(tmp_path: Path, shared: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def catalog_warehouse(tmp_path_factory, store_dir) -> Path:
+    """A warehouse file with only the store's catalog staged: tests copy it rather than stage it."""
+    data = make_data_dir(tmp_path_factory.mktemp("catalog") / "data", store_dir)
+    assert load_catalog(data).success
+    return data / "warehouse.duckdb"
+
+
+@pytest.fixture(scope="session")
 def staged_weeks(tmp_path_factory, store_dir) -> Path:
     """A warehouse with WEEKS_START..WEEKS_END staged in one run (a backfill), shared read-only."""
     data = make_data_dir(tmp_path_factory.mktemp("staged-weeks") / "data", store_dir)

@@ -17,8 +17,6 @@ from simulator.outages import Outage, outage_path, write_outage
 from tests.helpers import (
     HISTORY_END,
     HISTORY_START,
-    WEEKS_END,
-    WEEKS_START,
     analyse,
     check_outcomes,
     fulfill,
@@ -30,8 +28,8 @@ from tests.helpers import (
     stage,
 )
 
-# The weeks cross a month (and year) boundary: two chunks of a month, one of the whole window.
-NEW_MONTH = "2021-01-01"
+# Three weeks across a month (and year) boundary: two chunks of a month, one of the whole window.
+START, NEW_MONTH, END = "2020-12-21", "2021-01-01", "2021-01-10"
 
 
 def whole_graph(data: Path, start: str, end: str) -> set[int]:
@@ -62,7 +60,7 @@ def chunked_weeks(tmp_path_factory, store_dir) -> Path:
     data = make_data_dir(tmp_path_factory.mktemp("chunked") / "data", store_dir)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORDERFLOW_CHUNK_MONTHS", "1")
-        assert whole_graph(data, WEEKS_START, WEEKS_END) == {2}
+        assert whole_graph(data, START, END) == {2}
     return data
 
 
@@ -70,7 +68,7 @@ def test_a_month_at_a_time_equals_the_window_in_one_chunk(chunked_weeks, tmp_pat
     data = make_data_dir(tmp_path / "data", store_dir)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORDERFLOW_CHUNK_MONTHS", "0")
-        assert whole_graph(data, WEEKS_START, WEEKS_END) == {1}
+        assert whole_graph(data, START, END) == {1}
     chunked, whole = outputs(chunked_weeks), outputs(data)
     assert sorted(chunked) == sorted(whole)
     assert [name for name in chunked if chunked[name] != whole[name]] == []
@@ -143,7 +141,7 @@ def test_a_failure_between_chunks_loses_and_duplicates_nothing(
     job = dg.build_reconstructable_job(
         "tests.helpers", "order_to_cash_for", reconstructable_kwargs={"data_dir": str(data)}
     )
-    range_tags = partition_kwargs(WEEKS_START, WEEKS_END)["tags"]
+    range_tags = partition_kwargs(START, END)["tags"]
     with dg.execute_job(job, sqlite_instance, tags=range_tags) as failed:
         assert not failed.success
     failures = sqlite_instance.all_logs(failed.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)

@@ -92,10 +92,15 @@ def test_rerunning_partitions_and_ranges_changes_nothing(copy_of_staged):
     assert query(copy_of_staged, TABLE_FINGERPRINT) == before
 
 
-def own_landing(tmp_path: Path, store: Path, days: list[str]) -> Path:
-    """A data dir with a private, writable copy of some days' batches and the store's catalog."""
+def own_landing(tmp_path: Path, store: Path, days: list[str], catalog: Path | None = None) -> Path:
+    """A data dir with a private, writable copy of some days' batches and the store's catalog.
+
+    With `catalog` (the catalog_warehouse fixture), its warehouse has the catalog staged already.
+    """
     data = tmp_path / "data"
     (data / "landing" / "orders").mkdir(parents=True)
+    if catalog is not None:
+        shutil.copy(catalog, data / "warehouse.duckdb")
     (data / "landing" / "catalog").symlink_to(
         store / "landing" / "catalog", target_is_directory=True
     )
@@ -104,9 +109,9 @@ def own_landing(tmp_path: Path, store: Path, days: list[str]) -> Path:
     return data
 
 
-def test_late_batch_restages_its_day_once(tmp_path, store_dir):
-    data = own_landing(tmp_path, store_dir, [DAY])
-    assert load_catalog(data).success and stage(data, DAY).success
+def test_late_batch_restages_its_day_once(tmp_path, store_dir, catalog_warehouse):
+    data = own_landing(tmp_path, store_dir, [DAY], catalog_warehouse)
+    assert stage(data, DAY).success
     first = query(data, "select count(*) from staging.orders")[0][0]
     existing = json.loads(landed_records(store_dir, DAY)[0])
     new_order = copy.deepcopy(existing)
@@ -217,15 +222,14 @@ DEFECTS = [
 
 @pytest.mark.parametrize(("name", "corrupt", "reason"), DEFECTS, ids=[d[0] for d in DEFECTS])
 def test_each_kind_of_bad_record_is_rejected_with_its_reason(
-    tmp_path, store_dir, name, corrupt, reason
+    tmp_path, store_dir, catalog_warehouse, name, corrupt, reason
 ):
-    data = own_landing(tmp_path, store_dir, [])
+    data = own_landing(tmp_path, store_dir, [], catalog_warehouse)
     good, other = (json.loads(r) for r in landed_records(store_dir, DAY)[:2])
     bad_text = corrupt(other)
     batch = data / "landing" / "orders" / DAY / "batch-001.jsonl"
     batch.parent.mkdir(parents=True)
     batch.write_text(json.dumps(good) + "\n" + bad_text + "\n")
-    assert load_catalog(data).success
     result = stage(data, DAY)
     assert result.success
     assert query(data, "select o_orderkey from staging.orders") == [(good["o_orderkey"],)]
@@ -239,8 +243,10 @@ def test_each_kind_of_bad_record_is_rejected_with_its_reason(
     assert all(checks(result).values())
 
 
-def test_non_utf8_record_is_rejected_and_kept_as_escaped_text(tmp_path, store_dir):
-    data = own_landing(tmp_path, store_dir, [])
+def test_non_utf8_record_is_rejected_and_kept_as_escaped_text(
+    tmp_path, store_dir, catalog_warehouse
+):
+    data = own_landing(tmp_path, store_dir, [], catalog_warehouse)
     good, other = landed_records(store_dir, DAY)[:2]
     bad = other.replace('"o_comment":"', '"o_comment":"\udcff', 1).encode(
         "utf-8", "surrogateescape"
@@ -248,7 +254,7 @@ def test_non_utf8_record_is_rejected_and_kept_as_escaped_text(tmp_path, store_di
     batch = data / "landing" / "orders" / DAY / "batch-001.jsonl.gz"
     batch.parent.mkdir(parents=True)
     batch.write_bytes(gzip.compress(bad + b"\n" + good.encode() + b"\n"))
-    assert load_catalog(data).success and stage(data, DAY).success
+    assert stage(data, DAY).success
     assert query(data, "select count(*) from staging.orders") == [(1,)]
     [(line, reason, raw)] = query(
         data, "select line_number, reason, raw_text from staging.order_rejects"
@@ -257,9 +263,9 @@ def test_non_utf8_record_is_rejected_and_kept_as_escaped_text(tmp_path, store_di
     assert "\\xff" in raw
 
 
-def test_unreadable_batch_fails_the_step_naming_the_file(tmp_path, store_dir):
-    data = own_landing(tmp_path, store_dir, [DAY])
-    assert load_catalog(data).success and stage(data, DAY).success
+def test_unreadable_batch_fails_the_step_naming_the_file(tmp_path, store_dir, catalog_warehouse):
+    data = own_landing(tmp_path, store_dir, [DAY], catalog_warehouse)
+    assert stage(data, DAY).success
     before = query(data, TABLE_FINGERPRINT)
     broken = data / "landing" / "orders" / DAY / "batch-005.jsonl.gz"
     broken.write_bytes(gzip.compress(b'{"o_orderkey": 1}\n')[:-12])
