@@ -55,11 +55,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Two workers by default, each with its own session store and PostgreSQL server; TEST_WORKERS=0
-# runs in one process (for pdb, or -x on the first failure in order).
+# Two workers by default, each with its own session store and PostgreSQL server; tests sharing a
+# costlier fixture (pytest.mark.xdist_group) run on one of them. TEST_WORKERS=0 runs in one process
+# (for pdb, or -x on the first failure in order).
 TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --durations=20
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 test-slow: install
 	$(BIN)/pytest -m slow --durations=20

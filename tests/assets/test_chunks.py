@@ -28,6 +28,9 @@ from tests.helpers import (
     stage,
 )
 
+# One worker builds the module's chunked weeks (make test's --dist loadgroup), not each of them.
+pytestmark = pytest.mark.xdist_group("chunked_weeks")
+
 # Three weeks across a month (and year) boundary: two chunks of a month, one of the whole window.
 START, NEW_MONTH, END = "2020-12-21", "2021-01-01", "2021-01-10"
 

@@ -298,6 +298,7 @@ def test_catalog_tables_match_the_order_systems_files(data_dir):
     assert counts["nation"] == 25 and counts["region"] == 5
 
 
+@pytest.mark.xdist_group("defect_store")
 def test_generated_defects_are_rejected_exactly_and_nothing_is_lost(tmp_path, defect_store):
     data = make_data_dir(tmp_path / "data", defect_store)
     assert load_catalog(data).success

@@ -2,6 +2,7 @@ import json
 from collections import Counter, defaultdict
 from datetime import date
 
+import pytest
 from sim_helpers import iter_records, parse, read_lines, total_cents
 
 from foundation.layout import manifest_path, simulator_dir
@@ -64,6 +65,7 @@ def test_kinds_constant():
     assert "malformed_json" in DEFECT_KINDS
 
 
+@pytest.mark.xdist_group("defect_store")
 def test_every_defect_is_in_the_manifest_and_nothing_else_is_wrong(defect_store):
     info = load_store(defect_store)
     entries = manifests(defect_store)
@@ -90,6 +92,7 @@ def test_every_defect_is_in_the_manifest_and_nothing_else_is_wrong(defect_store)
     assert 0.03 < corrupted / info.history_orders < 0.07
 
 
+@pytest.mark.xdist_group("defect_store")
 def test_duplicates_are_resent_unchanged_in_a_later_batch(defect_store):
     entries = manifests(defect_store)
     duplicates = [(k, e) for k, e in entries.items() if e["kind"] == DefectKind.DUPLICATE]
