@@ -314,14 +314,10 @@ class Stockroom:
                 (limit,),
             )
 
-    def stock_levels(self) -> list[tuple[int, int, int, int]]:
-        """(part, supplier, base level, available) for every stocked pair."""
-        return [pair for batch in self.stock_level_batches() for pair in batch]
-
     def stock_level_batches(
         self, rows: int = STOCK_BATCH_ROWS
     ) -> Iterator[list[tuple[int, int, int, int]]]:
-        """`stock_levels` in key order, `rows` pairs at a time, all from one read of the stock."""
+        """(part, supplier, base level, available) of every stocked pair, in key order, in batches."""
         # One query, fetched a batch at a time: the batches are one snapshot (a read transaction),
         # and SF 10's 8 M pairs never sit in memory at once.
         with read_connection(self._engine(), SYSTEM) as conn:

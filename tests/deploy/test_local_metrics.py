@@ -128,7 +128,6 @@ def session(home: Path, pushgateway: int, prometheus: int, script: str) -> subpr
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=as_in_a_terminal,
     )
 
 
@@ -214,8 +213,3 @@ def test_make_dev_starts_the_servers_only_when_asked():
     assert "--pushgateway-port 9191 --prometheus-port 9190 --" in line
     # Around the local PostgreSQL server's wrapper, which passes the environment on.
     assert line.index("local_metrics") < line.index("local_postgres")
-
-
-def as_in_a_terminal() -> None:
-    """Give the child SIGINT's default action, as a terminal's Ctrl-C finds it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -188,7 +188,6 @@ def test_a_server_left_by_a_killed_session_is_taken_over_shared_and_stopped_by_c
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=as_in_a_terminal,
     )
     try:
         assert session.stdout.readline() == "up\n"
@@ -232,7 +231,6 @@ def test_dagster_dev_on_the_local_instance_runs_a_day_and_ctrl_c_stops_everythin
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=as_in_a_terminal,
         )
     try:
         wait_until_loaded(url, session, log_path)
@@ -253,13 +251,6 @@ def test_dagster_dev_on_the_local_instance_runs_a_day_and_ctrl_c_stops_everythin
         if session.poll() is None:
             os.killpg(session.pid, signal.SIGKILL)
     assert LocalPostgres(home).running_pid() is None, log_path.read_text()
-
-
-def as_in_a_terminal() -> None:
-    """Give the child SIGINT's default action, as a terminal's Ctrl-C finds it."""
-    # A shell that runs the tests in the background ignores SIGINT, and children inherit that:
-    # the Ctrl-C tests would then wait out their timeouts instead of testing anything.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def psycopg_rows(server: LocalPostgres, sql: str, params: list) -> list[tuple]:
