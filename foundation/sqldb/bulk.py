@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 # Type hints only: heavy libraries are imported where they are used (docs/architecture.md).
 if TYPE_CHECKING:
@@ -20,22 +21,49 @@ def driver_sql(conn: sa.Connection, sql: str) -> str:
     return sql
 
 
-def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
+# Statements per round trip to a PostgreSQL server in `execute_many` (psycopg2's own executemany
+# makes one per row: the systems' per-chunk updates were most of their time on PostgreSQL).
+STATEMENTS_PER_ROUND_TRIP = 500
+
+
+def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> None:
     """Run a statement once per row of positional parameters, straight through the driver.
 
     Bulk paths skip SQLAlchemy's per-row parameter processing, which costs more than SQLite's
     own insert, and stream the rows (an iterator is never copied into a list); values are still
-    bound parameters, never SQL text. Returns the rows changed (summed over the rows by sqlite3
-    and psycopg2). Driver errors are raised as SQLAlchemy's, like every other statement's.
+    bound parameters, never SQL text. On PostgreSQL the statements go to the server many per
+    round trip. Driver errors are raised as SQLAlchemy's, like every other statement's.
     """
+    with _driver_cursor(conn, sql) as (cursor, statement):
+        if conn.dialect.driver == "psycopg2":
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cursor, statement, rows, page_size=STATEMENTS_PER_ROUND_TRIP)
+        else:
+            cursor.executemany(statement, rows)
+
+
+def _execute_counted(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
+    """`execute_many` returning the rows changed, for statements that each carry many rows.
+
+    One round trip per statement: psycopg2 and sqlite3 sum the row counts of an executemany,
+    where a batch of statements per round trip would report only its last statement's.
+    """
+    with _driver_cursor(conn, sql) as (cursor, statement):
+        cursor.executemany(statement, rows)
+        return max(cursor.rowcount, 0)
+
+
+@contextmanager
+def _driver_cursor(conn: sa.Connection, sql: str) -> Iterator[tuple[Any, str]]:
+    """A DBAPI cursor in the caller's transaction, its driver's errors raised as SQLAlchemy's."""
     import sqlalchemy as sa
 
     statement = driver_sql(conn, sql)
     # The DBAPI connection of the caller's transaction: the rows belong to that transaction.
     cursor = conn.connection.cursor()
     try:
-        cursor.executemany(statement, rows)
-        return max(cursor.rowcount, 0)
+        yield cursor, statement
     except conn.dialect.loaded_dbapi.Error as error:
         raise sa.exc.DBAPIError.instance(
             statement, None, error, conn.dialect.loaded_dbapi.Error
@@ -44,9 +72,15 @@ def execute_many(conn: sa.Connection, sql: str, rows: Iterable[tuple]) -> int:
         cursor.close()
 
 
-# Rows per INSERT statement in `insert_many`: the per-statement work is paid once per 64 rows
-# (bench/RESULTS.md, issue #3).
-ROWS_PER_STATEMENT = 64
+# Rows per INSERT statement in `insert_many`: on SQLite the per-statement work is paid once per
+# 64 rows (bench/RESULTS.md, issue #3); on PostgreSQL a statement is also a round trip to the
+# server, so it carries more (its limit is 65,535 parameters a statement).
+ROWS_PER_STATEMENT = {"sqlite": 64, "postgresql": 1000}
+
+
+def rows_per_statement(conn: sa.Connection, columns: int) -> int:
+    """How many rows `insert_many` puts in one statement of `columns` columns on this database."""
+    return min(ROWS_PER_STATEMENT.get(conn.dialect.name, 64), 32_000 // max(columns, 1))
 
 
 def insert_many(
@@ -65,20 +99,21 @@ def insert_many(
     """
     source = iter(rows)
     tail: list[tuple] = []
+    per_statement = rows_per_statement(conn, len(columns))
 
     def groups() -> Iterator[tuple]:
         while True:
-            group = list(itertools.islice(source, ROWS_PER_STATEMENT))
-            if len(group) < ROWS_PER_STATEMENT:
+            group = list(itertools.islice(source, per_statement))
+            if len(group) < per_statement:
                 tail.extend(group)
                 return
             yield tuple(itertools.chain.from_iterable(group))
 
-    sql = insert_sql(table, columns, ROWS_PER_STATEMENT, conflict)
-    inserted = execute_many(conn, sql, groups())
+    sql = insert_sql(table, columns, per_statement, conflict)
+    inserted = _execute_counted(conn, sql, groups())
     if tail:  # known once the groups are used up
         sql = insert_sql(table, columns, len(tail), conflict)
-        inserted += execute_many(conn, sql, [tuple(itertools.chain(*tail))])
+        inserted += _execute_counted(conn, sql, [tuple(itertools.chain(*tail))])
     return inserted
 
 

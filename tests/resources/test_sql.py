@@ -6,7 +6,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from foundation.sqldb.bulk import ROWS_PER_STATEMENT, add_to_totals, insert_many, summed
+from foundation.sqldb.bulk import (
+    STATEMENTS_PER_ROUND_TRIP,
+    add_to_totals,
+    execute_many,
+    insert_many,
+    rows_per_statement,
+    summed,
+)
 from foundation.sqldb.connections import sqlite_url
 from tests.postgres import new_database
 
@@ -33,9 +40,9 @@ def engine(request, tmp_path):
 
 
 def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engine):
-    count = 2 * ROWS_PER_STATEMENT + 7  # two full statements and a short one
-    rows = ((k, f"item {k}" if k % 3 else None) for k in range(count))  # streamed, with NULLs
     with engine.begin() as conn:
+        count = 2 * rows_per_statement(conn, 2) + 7  # two full statements and a short one
+        rows = ((k, f"item {k}" if k % 3 else None) for k in range(count))  # streamed, with NULLs
         assert insert_many(conn, "items", ("k", "name"), rows) == count
         # Repeats (one twice in the same statement) are skipped and not counted.
         again = [(5, "other"), (count, "new"), (count, "new twice"), (1, "x")]
@@ -47,6 +54,30 @@ def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engin
         *((k, f"item {k}" if k % 3 else None) for k in range(count)),
         (count, "new"),
     ]
+
+
+def test_execute_many_runs_the_statement_for_every_row_across_round_trips(engine):
+    count = 2 * STATEMENTS_PER_ROUND_TRIP + 3  # PostgreSQL: two full round trips and a short one
+    with engine.begin() as conn:
+        insert_many(conn, "items", ("k", "name"), ((k, None) for k in range(count + 1)))
+        execute_many(
+            conn, "update items set name = ? where k = ?", ((f"n{k}", k) for k in range(count))
+        )
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("select k, name from items order by k").fetchall()
+    assert [tuple(row) for row in stored] == [*((k, f"n{k}") for k in range(count)), (count, None)]
+
+
+def test_execute_many_fails_like_any_statement_and_keeps_nothing(engine):
+    with engine.begin() as conn:
+        insert_many(conn, "items", ("k", "name"), [(1, "one"), (2, "two")])
+    # The last statement of the first round trip breaks the key: the earlier ones are undone.
+    rows = [(k + 10, 1) for k in range(STATEMENTS_PER_ROUND_TRIP - 1)] + [(2, 10)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        execute_many(conn, "update items set k = ? where k = ?", rows)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("select k, name from items order by k").fetchall()
+    assert [tuple(row) for row in stored] == [(1, "one"), (2, "two")]
 
 
 def test_insert_many_fails_like_any_statement_on_a_broken_key(engine):
