@@ -21,6 +21,27 @@ RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
+# Chunks sized to the store (`ORDERFLOW_CHUNK_MONTHS=auto`) hold at most about this many orders,
+# above a month of SF 1 (~19,000, whose whole-graph backfill peaks at 1.6 GB). Each chunk costs
+# every step a fixed ~0.1 s (commits, re-reads): at SF 0.1, month chunks were most of its time.
+CHUNK_ORDERS = 30_000
+# The months a sized chunk may span, longest first: divisors of a year, so cuts stay on the calendar.
+CHUNK_SPANS = (12, 6, 4, 3, 2, 1)
+
+
+def months_for(orders: int, start: date, end: date, target: int = CHUNK_ORDERS) -> int:
+    """Months per chunk for a window [start, end) of about `orders` orders, for `month_chunks`.
+
+    0 (one chunk) when the window holds `target` orders at most; else the longest span of
+    CHUNK_SPANS whose chunks hold `target` at most on the window's average, and never less than
+    a month.
+    """
+    if orders <= target:
+        return 0
+    per_month = orders / max((end - start).days, 1) * 365.25 / 12
+    return next((months for months in CHUNK_SPANS if months * per_month <= target), 1)
+
+
 def month_chunks(start: date, end: date, months: int) -> list[tuple[date, date]]:
     """The days [start, end) as consecutive [first, after) chunks of `months` calendar months.
 

@@ -78,15 +78,21 @@ def retry_max() -> int:
     return int(os.environ.get("ORDERFLOW_RETRY_MAX", "3"))
 
 
-def chunk_months() -> int:
-    """Calendar months per chunk of a step's window (`$ORDERFLOW_CHUNK_MONTHS`, default 1).
+def chunk_months() -> int | None:
+    """Calendar months per chunk of a step's window (`$ORDERFLOW_CHUNK_MONTHS`), None for `auto`.
 
-    0 works through the whole window at once (the memory a backfill needs grows with its range).
+    `auto` (the default) sizes chunks to the store: as many months as hold about 30,000 orders
+    (`foundation.partitions.months_for`), so a small store pays the fixed cost per chunk a few
+    times and a large one keeps a month's memory. 0 works through the whole window at once (the
+    memory a backfill needs grows with its range).
     """
-    text = os.environ.get("ORDERFLOW_CHUNK_MONTHS", "1")
-    if not text.strip().isdigit():
+    text = os.environ.get("ORDERFLOW_CHUNK_MONTHS", "auto").strip()
+    if text == "auto":
+        return None
+    if not text.isdigit():
         raise ValueError(
-            f"ORDERFLOW_CHUNK_MONTHS={text!r}: give a whole number of months (0: no chunks)"
+            f"ORDERFLOW_CHUNK_MONTHS={text!r}: give auto (sized to the store) or a whole number "
+            "of months (0: no chunks)"
         )
     return int(text)
 

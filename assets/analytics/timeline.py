@@ -185,7 +185,8 @@ def order_timeline(context: dg.AssetExecutionContext, warehouse: WarehouseResour
     start, end = window(context)
     params = [start, end]
     orders = steps = 0
-    chunks = chunk_windows(context)
+    with warehouse.connect() as con:
+        chunks = chunk_windows(context, con)
     # A chunk of months at a time, each in its own transaction: SF 10's whole history (15 M
     # orders) in one query ran out of DuckDB's memory limit. Chunks are whole days, so each
     # order and each day's percentiles are computed as in one pass.

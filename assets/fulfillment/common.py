@@ -16,7 +16,7 @@ from assets.fulfillment.tables import INVENTORY_STOCK, KEYS, SCHEMAS, TABLES, Co
 from assets.metadata import result_with_preview
 from foundation import settings
 from foundation.batches import chunks
-from foundation.partitions import daily_partitions, month_chunks
+from foundation.partitions import daily_partitions, month_chunks, months_for
 from foundation.registry import FULFILLMENT
 from resources.faults import SystemRefused, SystemUnavailable
 from resources.inventory import InventoryResource
@@ -138,10 +138,22 @@ def replace_window_keeping_processed_at(
     con.execute("drop table previous_rows")
 
 
-def chunk_windows(context: dg.AssetExecutionContext) -> list[tuple[date, date]]:
-    """The run's window cut into chunks of calendar months (`ORDERFLOW_CHUNK_MONTHS`), in date order."""
+def chunk_windows(
+    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection
+) -> list[tuple[date, date]]:
+    """The run's window cut into chunks of calendar months (`ORDERFLOW_CHUNK_MONTHS`), in date order.
+
+    Sized to the store by default: from the staged orders of the window (`con`'s warehouse).
+    """
     start, end = window(context)
-    return month_chunks(start, end, settings.chunk_months())
+    months = settings.chunk_months()
+    if months is None:
+        orders = con.execute(
+            "select count(*) from staging.orders where o_orderdate >= ? and o_orderdate < ?",
+            [start, end],
+        ).fetchall()[0][0]
+        months = months_for(orders, start, end)
+    return month_chunks(start, end, months)
 
 
 def replace_chunks(
@@ -162,7 +174,8 @@ def replace_chunks(
     sums, with `rows` written.
     """
     totals: Counter = Counter()
-    chunked = chunk_windows(context)
+    with warehouse.connect() as con:
+        chunked = chunk_windows(context, con)
     for number, (start, end) in enumerate(chunked, 1):
         frame, numbers = chunk_rows(start, end)
         with warehouse.transaction() as con:
@@ -194,7 +207,7 @@ def window_result(
         f"order by {preview_order} limit {preview_rows}",
         window(context),
         **metadata,
-        chunks=len(chunk_windows(context)),
+        chunks=len(chunk_windows(context, con)),
     )
 
 

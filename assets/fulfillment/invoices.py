@@ -77,7 +77,9 @@ order by 1 limit 20
 def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """One invoice per order for its reserved lines: net, tax, total and cost of goods in cents."""
     # Set-based SQL, a chunk per transaction: the warehouse holds one chunk's changes at a time.
-    for first, after in chunk_windows(context):
+    with warehouse.connect() as con:
+        chunked = chunk_windows(context, con)
+    for first, after in chunked:
         with warehouse.transaction() as con:
             con.execute(INSERT_SQL, [first, after] * 2)
             replace_window_keeping_processed_at(

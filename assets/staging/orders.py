@@ -1,7 +1,8 @@
 """Orders from the landing zone, validated into staging.orders, staging.lineitem and staging.order_rejects.
 
 One step stages a whole time window (a day, or a backfill's whole range in one run), a chunk of
-calendar months at a time (`ORDERFLOW_CHUNK_MONTHS`): it deletes the chunk from the three tables
+calendar months at a time (`ORDERFLOW_CHUNK_MONTHS`; by default as many months as the batch files'
+sizes say hold about 30,000 orders): it deletes the chunk from the three tables
 and inserts the chunk's records again, one transaction per chunk. Reading every batch of each day
 again makes a re-run, a retry or a late batch exactly-once by construction: each landed record
 ends up either staged once (the first copy of an order) or rejected with a reason.
@@ -25,7 +26,7 @@ from assets.staging.tables import (
 from assets.staging.validation import stage_chunk
 from foundation import settings
 from foundation.money import line_cents_sql
-from foundation.partitions import month_chunks
+from foundation.partitions import month_chunks, months_for
 from foundation.registry import (
     CUSTOMER_KEY,
     LINEITEM_KEY,
@@ -33,7 +34,7 @@ from foundation.registry import (
     ORDERS_KEY,
     PARTSUPP_KEY,
 )
-from resources.order_system import OrderFileError, OrderSystemResource
+from resources.order_system import OrderFileError, OrderSystemResource, estimated_orders
 from resources.warehouse import WarehouseResource
 
 # The window column of each table: every partitioned write replaces exactly this range.
@@ -127,7 +128,10 @@ def staging_orders(
             ("order_rejects", ORDER_REJECTS),
         ):
             con.execute(create_table_sql("staging", table, columns))
-    chunked = month_chunks(start, end, settings.chunk_months())
+    months = settings.chunk_months()
+    if months is None:
+        months = months_for(estimated_orders(batches), start, end)
+    chunked = month_chunks(start, end, months)
     for number, (first, after) in enumerate(chunked, 1):
         # A chunk of days per transaction, in date order: DuckDB holds one chunk's changes.
         with warehouse.transaction() as con:

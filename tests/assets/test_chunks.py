@@ -59,7 +59,7 @@ def whole_graph(data: Path, start: str, end: str) -> set[int]:
 
 @pytest.fixture(scope="module")
 def chunked_weeks(tmp_path_factory, store_dir) -> Path:
-    """The weeks through the whole graph a month at a time (the default), shared read-only."""
+    """The weeks through the whole graph a month at a time, shared read-only."""
     data = make_data_dir(tmp_path_factory.mktemp("chunked") / "data", store_dir)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORDERFLOW_CHUNK_MONTHS", "1")
@@ -70,7 +70,8 @@ def chunked_weeks(tmp_path_factory, store_dir) -> Path:
 def test_a_month_at_a_time_equals_the_window_in_one_chunk(chunked_weeks, tmp_path, store_dir):
     data = make_data_dir(tmp_path / "data", store_dir)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ORDERFLOW_CHUNK_MONTHS", "0")
+        # The default sizes chunks to the store: SF 0.01's three weeks are one chunk for every step.
+        patch.delenv("ORDERFLOW_CHUNK_MONTHS", raising=False)
         assert whole_graph(data, START, END) == {1}
     chunked, whole = outputs(chunked_weeks), outputs(data)
     assert sorted(chunked) == sorted(whole)
@@ -97,15 +98,17 @@ def test_the_history_at_sf_0_1_a_month_at_a_time_equals_it_in_one_chunk(tmp_path
     store = tmp_path / "store"
     generate_store(store, 0.1)
     found = {}
-    for months, chunks in (("1", {80}), ("0", {1})):
+    # Sized to the store (auto), SF 0.1 is worked through a calendar year at a time.
+    for months, chunks in (("1", {80}), ("0", {1}), ("auto", {7})):
         data = make_data_dir(tmp_path / f"chunk-months-{months}", store)
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("ORDERFLOW_CHUNK_MONTHS", months)
             assert whole_graph(data, HISTORY_START, HISTORY_END) == chunks
         found[months] = outputs(data)
     chunked, whole = found["1"], found["0"]
-    assert sorted(chunked) == sorted(whole)
+    assert sorted(chunked) == sorted(whole) == sorted(found["auto"])
     assert [name for name in chunked if chunked[name] != whole[name]] == []
+    assert [name for name in chunked if chunked[name] != found["auto"][name]] == []
     assert chunked["warehouse staging.lineitem"][0] == 600_572
     assert chunked["outbox"][0] > 150_000 * 0.9
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from foundation import layout
 from resources.order_system import (
     KEPT_BYTES,
     MAX_RECORD_BYTES,
     LandingZoneOrderSystem,
     OrderFileError,
+    estimated_orders,
 )
 
 
@@ -50,6 +52,28 @@ def test_lists_batches_of_the_window_in_arrival_order(landing):
         "2021-05-02/batch-001.jsonl",
     ]
     assert all(b.version for b in batches)
+
+
+def test_the_orders_estimated_from_file_sizes_are_as_many_or_a_few_more(store_dir, tmp_path):
+    # Sizing chunks from the files' sizes errs towards more orders (smaller chunks), not fewer.
+    system = LandingZoneOrderSystem(landing_dir=str(layout.landing_dir(store_dir)))
+    batches = system.list_batches(date(2020, 1, 1), date(2020, 7, 1)).batches
+    landed = sum(len(frame) for frame in system.read_records(batches))
+    assert landed > 1_000
+    assert landed <= estimated_orders(batches) <= 2 * landed  # SF 0.01's files compress worst
+    # The same orders as text files are estimated on their own scale.
+    text = tmp_path / "landing"
+    for batch in batches:
+        unzipped = text / "orders" / batch.name.removesuffix(".gz")
+        unzipped.parent.mkdir(parents=True, exist_ok=True)
+        unzipped.write_bytes(gzip.decompress(batch.path.read_bytes()))
+    as_text = LandingZoneOrderSystem(landing_dir=str(text)).list_batches(
+        date(2020, 1, 1), date(2020, 7, 1)
+    )
+    assert {batch.name for batch in as_text.batches} == {
+        batch.name.removesuffix(".gz") for batch in batches
+    }
+    assert landed <= estimated_orders(as_text.batches) <= 1.2 * landed
 
 
 def test_reads_records_with_their_file_and_line(landing):
