@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -95,8 +96,11 @@ def insert_many(
     The rows are streamed (never copied into one list) and every value is a bound parameter;
     `table`, `columns` and `conflict` (e.g. "on conflict do nothing") come from code. A
     statement may hold the same key twice, so `conflict` must not be a DO UPDATE (PostgreSQL
-    refuses to update a row twice in one statement).
+    refuses to update a row twice in one statement). On PostgreSQL the rows are copied
+    (`copy_insert`).
     """
+    if conn.dialect.driver == "psycopg2":
+        return copy_insert(conn, table, columns, rows, conflict)
     source = iter(rows)
     tail: list[tuple] = []
     per_statement = rows_per_statement(conn, len(columns))
@@ -115,6 +119,60 @@ def insert_many(
         sql = insert_sql(table, columns, len(tail), conflict)
         inserted += _execute_counted(conn, sql, [tuple(itertools.chain(*tail))])
     return inserted
+
+
+# Rows per COPY in `copy_insert`: memory for one page of text, a statement per page.
+ROWS_PER_COPY = 50_000
+
+
+def copy_insert(
+    conn: sa.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[tuple],
+    conflict: str = "",
+) -> int:
+    """`insert_many` on PostgreSQL: the rows COPYed into a temporary table, then inserted from it.
+
+    COPY is PostgreSQL's bulk path: rows go as data, with no statement text to parse, where a
+    many-row INSERT was most of the systems' time there (py-spy, bench/RESULTS.md). The insert from
+    the temporary table applies `conflict` and counts the new rows as the INSERT would.
+    """
+    names = ", ".join(columns)
+    staged = f"copy_{table}"
+    # Made for this call's columns (a temporary table may be filled with other columns next time).
+    conn.exec_driver_sql(
+        f"create temporary table {staged} as "  # noqa: S608 - identifiers from code
+        f"select {names} from {table} with no data"
+    )
+    inserted = 0
+    source = iter(rows)
+    with _driver_cursor(conn, f"copy {staged} ({names}) from stdin") as (cursor, statement):
+        while page := list(itertools.islice(source, ROWS_PER_COPY)):
+            cursor.copy_expert(statement, io.StringIO("".join(map(_copy_line, page))))
+            cursor.execute(
+                f"insert into {table} ({names}) select {names} from {staged} {conflict}"  # noqa: S608
+            )
+            inserted += max(cursor.rowcount, 0)
+            cursor.execute(f"truncate {staged}")
+        cursor.execute(f"drop table {staged}")
+    return inserted
+
+
+def _copy_line(row: tuple) -> str:
+    """A row in COPY's text format: tab-separated, NULL a backslash and N, backslashes escaped."""
+    return "\t".join(map(_copy_value, row)) + "\n"
+
+
+def _copy_value(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return str(value)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def insert_sql(table: str, columns: Sequence[str], count: int, conflict: str = "") -> str:

@@ -39,10 +39,15 @@ def engine(request, tmp_path):
     engine.dispose()
 
 
+def name(k: int) -> str | None:
+    """Text with what a bulk path must escape (tabs, newlines, backslashes, a literal \\N), or NULL."""
+    return None if k % 3 == 0 else f"item {k}" if k % 2 else f"it\tem\n{k}\\N\r\\"
+
+
 def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engine):
     with engine.begin() as conn:
         count = 2 * rows_per_statement(conn, 2) + 7  # two full statements and a short one
-        rows = ((k, f"item {k}" if k % 3 else None) for k in range(count))  # streamed, with NULLs
+        rows = ((k, name(k)) for k in range(count))  # streamed, with NULLs
         assert insert_many(conn, "items", ("k", "name"), rows) == count
         # Repeats (one twice in the same statement) are skipped and not counted.
         again = [(5, "other"), (count, "new"), (count, "new twice"), (1, "x")]
@@ -51,7 +56,7 @@ def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engin
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("select k, name from items order by k").fetchall()
     assert [tuple(row) for row in stored] == [
-        *((k, f"item {k}" if k % 3 else None) for k in range(count)),
+        *((k, name(k)) for k in range(count)),
         (count, "new"),
     ]
 
