@@ -61,6 +61,26 @@ def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engin
     ]
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        [
+            "plain",
+            None,
+            "2021-01-05",
+        ],  # nothing to escape: PostgreSQL's copy takes the rows as joined
+        ["plain", None, "\\N"],  # the text of a NULL, as a value: escaped
+        ["tab\tin", None, ""],
+    ],
+)
+def test_insert_many_keeps_each_value_as_it_was(engine, names):
+    with engine.begin() as conn:
+        assert insert_many(conn, "items", ("k", "name"), enumerate(names)) == len(names)
+    with engine.connect() as conn:
+        stored = conn.exec_driver_sql("select k, name from items order by k").fetchall()
+    assert [tuple(row) for row in stored] == list(enumerate(names))
+
+
 def test_execute_many_runs_the_statement_for_every_row_across_round_trips(engine):
     count = 2 * STATEMENTS_PER_ROUND_TRIP + 3  # PostgreSQL: two full round trips and a short one
     with engine.begin() as conn:
