@@ -34,6 +34,7 @@ from foundation.sqldb.bulk import (
     fetch_all,
     insert_many,
     load_temp_table,
+    update_many,
 )
 from foundation.sqldb.connections import (
     StoredElsewhere,
@@ -826,9 +827,11 @@ def _store_stock(conn, stock, updated, restocked) -> None:
     partkeys = stock["partkey"].to_numpy(dtype=np.int64)
     suppkeys = stock["suppkey"].to_numpy(dtype=np.int64)
     pairs, left, month = updated
-    execute_many(
+    update_many(
         conn,
-        "update stock set available = ?, restocked_month = ? where partkey = ? and suppkey = ?",
+        "stock",
+        ("available", "restocked_month"),
+        ("partkey", "suppkey"),
         zip(*(a.tolist() for a in (left, month, partkeys[pairs], suppkeys[pairs])), strict=True),
     )
     topped_up, months, units = restocked

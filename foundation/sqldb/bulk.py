@@ -163,6 +163,40 @@ _NULL = "\\N"  # COPY's text format spells NULL as backslash-N
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
+def update_many(
+    conn: sa.Connection,
+    table: str,
+    values: Sequence[str],
+    keys: Sequence[str],
+    rows: Iterable[tuple],
+) -> None:
+    """Set the `values` columns of the row with the `keys` columns, for rows of (*values, *keys).
+
+    A key appears once among the rows. On SQLite a statement per row (in-process, that is fast);
+    on PostgreSQL, where a statement per row is a round trip and a plan each, the rows are
+    COPYed into a temporary table and applied by one UPDATE ... FROM. `table`, `values` and
+    `keys` are identifiers from code.
+    """
+    if conn.dialect.driver != "psycopg2":
+        sets = ", ".join(f"{name} = ?" for name in values)
+        where = " and ".join(f"{name} = ?" for name in keys)
+        execute_many(conn, f"update {table} set {sets} where {where}", rows)  # noqa: S608
+        return
+    names = ", ".join([*values, *keys])
+    staged = f"update_{table}"
+    conn.exec_driver_sql(
+        f"create temporary table {staged} as select {names} from {table} with no data"  # noqa: S608
+    )
+    source = iter(rows)
+    with _driver_cursor(conn, f"copy {staged} ({names}) from stdin") as (cursor, statement):
+        while page := list(itertools.islice(source, ROWS_PER_COPY)):
+            cursor.copy_expert(statement, io.StringIO(_copy_text(page)))
+        sets = ", ".join(f"{name} = u.{name}" for name in values)
+        where = " and ".join(f"{table}.{name} = u.{name}" for name in keys)
+        cursor.execute(f"update {table} set {sets} from {staged} u where {where}")  # noqa: S608
+        cursor.execute(f"drop table {staged}")
+
+
 def _copy_text(page: list[tuple]) -> str:
     """Rows of one width in COPY's text format: tab-separated, NULL as backslash-N, escaped.
 

@@ -13,6 +13,7 @@ from foundation.sqldb.bulk import (
     insert_many,
     rows_per_statement,
     summed,
+    update_many,
 )
 from foundation.sqldb.connections import sqlite_url
 from tests.postgres import new_database
@@ -91,6 +92,33 @@ def test_execute_many_runs_the_statement_for_every_row_across_round_trips(engine
     with engine.connect() as conn:
         stored = conn.exec_driver_sql("select k, name from items order by k").fetchall()
     assert [tuple(row) for row in stored] == [*((k, f"n{k}") for k in range(count)), (count, None)]
+
+
+def test_update_many_sets_the_values_of_each_key_and_leaves_the_rest(engine):
+    with engine.begin() as conn:
+        insert_many(
+            conn,
+            "totals",
+            ("day", "kind", "n", "amount"),
+            [("2021-01-01", "a", 1, 10), ("2021-01-01", "b", 2, 20), ("2021-01-02", "a", 3, 30)],
+        )
+        update_many(
+            conn,
+            "totals",
+            ("n", "amount"),
+            ("day", "kind"),
+            iter(
+                [(7, 70, "2021-01-02", "a"), (5, 50, "2021-01-01", "a"), (9, 90, "2021-01-03", "a")]
+            ),
+        )
+    with engine.connect() as conn:
+        got = conn.exec_driver_sql("select * from totals order by day, kind").fetchall()
+    # The key that is not there changes nothing; the one not asked about is left as it was.
+    assert [tuple(row) for row in got] == [
+        ("2021-01-01", "a", 5, 50),
+        ("2021-01-01", "b", 2, 20),
+        ("2021-01-02", "a", 7, 70),
+    ]
 
 
 def test_execute_many_fails_like_any_statement_and_keeps_nothing(engine):
