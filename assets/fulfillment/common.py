@@ -138,18 +138,26 @@ def replace_window_keeping_processed_at(
     con.execute("drop table previous_rows")
 
 
+# The table whose rows of the window are counted to size its chunks: one row per order, by
+# o_orderdate. A step counts in a table it declares as a dep (tests/test_lineage.py).
+ORDERS_TABLE = "staging.orders"
+INVOICES_TABLE = f"{GROUP}.invoices"  # one invoice per order with a reserved line
+
+
 def chunk_windows(
-    context: dg.AssetExecutionContext, con: duckdb.DuckDBPyConnection
+    context: dg.AssetExecutionContext,
+    con: duckdb.DuckDBPyConnection,
+    orders_from: str = ORDERS_TABLE,
 ) -> list[tuple[date, date]]:
     """The run's window cut into chunks of calendar months (`ORDERFLOW_CHUNK_MONTHS`), in date order.
 
-    Sized to the store by default: from the staged orders of the window (`con`'s warehouse).
+    Sized to the store by default: from the window's orders in `orders_from` (`con`'s warehouse).
     """
     start, end = window(context)
     months = settings.chunk_months()
     if months is None:
         orders = con.execute(
-            "select count(*) from staging.orders where o_orderdate >= ? and o_orderdate < ?",
+            f"select count(*) from {orders_from} where o_orderdate >= ? and o_orderdate < ?",  # noqa: S608
             [start, end],
         ).fetchall()[0][0]
         months = months_for(orders, start, end)
@@ -163,6 +171,7 @@ def replace_chunks(
     chunk_rows: Callable[[date, date], tuple[pd.DataFrame, Mapping[str, float]]],
     *,
     day_column: str = "o_orderdate",
+    orders_from: str = ORDERS_TABLE,
 ) -> Counter:
     """Work through the run's window a chunk at a time, in date order, so memory stays bounded.
 
@@ -175,7 +184,7 @@ def replace_chunks(
     """
     totals: Counter = Counter()
     with warehouse.connect() as con:
-        chunked = chunk_windows(context, con)
+        chunked = chunk_windows(context, con, orders_from)
     for number, (start, end) in enumerate(chunked, 1):
         frame, numbers = chunk_rows(start, end)
         with warehouse.transaction() as con:
@@ -197,6 +206,7 @@ def window_result(
     *,
     day_column: str = "o_orderdate",
     preview_rows: int = 5,
+    orders_from: str = ORDERS_TABLE,
     **metadata: object,
 ) -> dg.MaterializeResult:
     """The step's result over its whole window: `row_count`, `metadata`, chunks and a preview."""
@@ -207,7 +217,7 @@ def window_result(
         f"order by {preview_order} limit {preview_rows}",
         window(context),
         **metadata,
-        chunks=len(chunk_windows(context, con)),
+        chunks=len(chunk_windows(context, con, orders_from)),
     )
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from assets.fulfillment.common import (
+    INVOICES_TABLE,
     calling,
     customer_email,
     fulfillment_asset,
@@ -123,7 +124,10 @@ def compensations(
         frame["admin_message_id"] = [admin[order].message_id for order in refused["o_orderkey"]]
         return frame, {"released": released, "seconds": seconds}
 
-    done = replace_chunks(context, warehouse, "compensations", compensate)
+    # Orders counted in the invoices (one per order), which this step reads, to size its chunks.
+    done = replace_chunks(
+        context, warehouse, "compensations", compensate, orders_from=INVOICES_TABLE
+    )
     context.log.info(
         f"Compensated {done['rows']} refused orders; {done['released']} lines released now"
     )
@@ -135,6 +139,7 @@ def compensations(
             context,
             done["rows"],
             "o_orderdate desc, o_orderkey",
+            orders_from=INVOICES_TABLE,
             lines_released_now=done["released"],
             inventory_and_notifier_call_s=round(done["seconds"], 3),
         )

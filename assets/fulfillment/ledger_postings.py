@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from assets.fulfillment.common import (
+    INVOICES_TABLE,
     calling,
     fulfillment_asset,
     read_frame,
@@ -200,7 +201,8 @@ def ledger_postings(
             "seconds": time.perf_counter() - started,
         }
 
-    done = replace_chunks(context, warehouse, "ledger_postings", post)
+    # Orders counted in the invoices (one per order), which this step reads, to size its chunks.
+    done = replace_chunks(context, warehouse, "ledger_postings", post, orders_from=INVOICES_TABLE)
     start, end = window(context)
     params = [start, end]
     started = time.perf_counter()
@@ -215,6 +217,7 @@ def ledger_postings(
             context,
             done["rows"],
             "o_orderdate desc, o_orderkey, entry_key, line_number",
+            orders_from=INVOICES_TABLE,
             preview_rows=6,
             entries=done["entries"],
             entries_posted_now=done["posted"],

@@ -73,15 +73,9 @@ def _driver_cursor(conn: sa.Connection, sql: str) -> Iterator[tuple[Any, str]]:
         cursor.close()
 
 
-# Rows per INSERT statement in `insert_many`: on SQLite the per-statement work is paid once per
-# 64 rows (bench/RESULTS.md, issue #3); on PostgreSQL a statement is also a round trip to the
-# server, so it carries more (its limit is 65,535 parameters a statement).
-ROWS_PER_STATEMENT = {"sqlite": 64, "postgresql": 1000}
-
-
-def rows_per_statement(conn: sa.Connection, columns: int) -> int:
-    """How many rows `insert_many` puts in one statement of `columns` columns on this database."""
-    return min(ROWS_PER_STATEMENT.get(conn.dialect.name, 64), 32_000 // max(columns, 1))
+# Rows per INSERT statement in `insert_many` on SQLite: the per-statement work is paid once per 64
+# rows (bench/RESULTS.md, issue #3).
+ROWS_PER_STATEMENT = 64
 
 
 def insert_many(
@@ -91,7 +85,7 @@ def insert_many(
     rows: Iterable[tuple],
     conflict: str = "",
 ) -> int:
-    """Insert rows, many per statement (`insert ... values (...), (...), ...`); return how many.
+    """Insert rows, many per statement (`insert ... values (...), (...), ...`); return how many new.
 
     The rows are streamed (never copied into one list) and every value is a bound parameter;
     `table`, `columns` and `conflict` (e.g. "on conflict do nothing") come from code. A
@@ -103,17 +97,16 @@ def insert_many(
         return copy_insert(conn, table, columns, rows, conflict)
     source = iter(rows)
     tail: list[tuple] = []
-    per_statement = rows_per_statement(conn, len(columns))
 
     def groups() -> Iterator[tuple]:
         while True:
-            group = list(itertools.islice(source, per_statement))
-            if len(group) < per_statement:
+            group = list(itertools.islice(source, ROWS_PER_STATEMENT))
+            if len(group) < ROWS_PER_STATEMENT:
                 tail.extend(group)
                 return
             yield tuple(itertools.chain.from_iterable(group))
 
-    sql = insert_sql(table, columns, per_statement, conflict)
+    sql = insert_sql(table, columns, ROWS_PER_STATEMENT, conflict)
     inserted = _execute_counted(conn, sql, groups())
     if tail:  # known once the groups are used up
         sql = insert_sql(table, columns, len(tail), conflict)
@@ -197,32 +190,42 @@ def update_many(
         cursor.execute(f"drop table {staged}")
 
 
+# Types whose str() is their COPY text, unless it holds a character to escape.
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
+
 def _copy_text(page: list[tuple]) -> str:
     """Rows of one width in COPY's text format: tab-separated, NULL as backslash-N, escaped.
 
-    Most values hold no tab, newline, carriage return or backslash: the rows are joined as they
-    are, and escaped value by value only when the joined text has more of those than the
-    separators and NULLs put there (2.5 times faster than escaping every value).
+    Most values are numbers or text with no tab, newline, carriage return or backslash: such
+    rows are joined as they are (2.5 times faster than escaping every value), checked by counting
+    those characters against the separators and NULLs put there; other pages are escaped value by
+    value, bytes in bytea's hex form.
     """
-    nulls, lines = 0, []
-    for row in page:
-        fields = [_NULL if value is None else str(value) for value in row]
-        if _NULL in fields:
-            nulls += sum(value is None for value in row)
-        lines.append("\t".join(fields))
-    text = "\n".join(lines) + "\n"
-    if (
-        "\r" not in text
-        and text.count("\\") == nulls
-        and text.count("\t") == len(page) * (len(page[0]) - 1)
-        and text.count("\n") == len(page)
-    ):
-        return text
-    return "".join(
-        "\t".join(_NULL if value is None else str(value).translate(_COPY_ESCAPES) for value in row)
-        + "\n"
-        for row in page
-    )
+    if {type(value) for row in page for value in row} <= _PLAIN:
+        nulls, lines = 0, []
+        for row in page:
+            fields = [_NULL if value is None else str(value) for value in row]
+            if _NULL in fields:
+                nulls += sum(value is None for value in row)
+            lines.append("\t".join(fields))
+        text = "\n".join(lines) + "\n"
+        if (
+            "\r" not in text
+            and text.count("\\") == nulls
+            and text.count("\t") == len(page) * (len(page[0]) - 1)
+            and text.count("\n") == len(page)
+        ):
+            return text
+    return "".join("\t".join(map(_copy_value, row)) + "\n" for row in page)
+
+
+def _copy_value(value: object) -> str:
+    if value is None:
+        return _NULL
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\\\x" + bytes(value).hex()  # bytea's hex input, its backslash escaped for COPY
+    return str(value).translate(_COPY_ESCAPES)
 
 
 def insert_sql(table: str, columns: Sequence[str], count: int, conflict: str = "") -> str:

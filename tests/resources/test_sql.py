@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from foundation.sqldb import bulk
 from foundation.sqldb.bulk import (
+    ROWS_PER_STATEMENT,
     STATEMENTS_PER_ROUND_TRIP,
     add_to_totals,
     execute_many,
     insert_many,
-    rows_per_statement,
     summed,
     update_many,
 )
@@ -45,9 +46,10 @@ def name(k: int) -> str | None:
     return None if k % 3 == 0 else f"item {k}" if k % 2 else f"it\tem\n{k}\\N\r\\"
 
 
-def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engine):
+def test_insert_many_writes_every_row_across_statements_and_counts_the_new(engine, monkeypatch):
+    monkeypatch.setattr(bulk, "ROWS_PER_COPY", 50)  # PostgreSQL: three copies and their inserts
     with engine.begin() as conn:
-        count = 2 * rows_per_statement(conn, 2) + 7  # two full statements and a short one
+        count = 2 * ROWS_PER_STATEMENT + 7  # SQLite: two full statements and a short one
         rows = ((k, name(k)) for k in range(count))  # streamed, with NULLs
         assert insert_many(conn, "items", ("k", "name"), rows) == count
         # Repeats (one twice in the same statement) are skipped and not counted.
@@ -94,7 +96,8 @@ def test_execute_many_runs_the_statement_for_every_row_across_round_trips(engine
     assert [tuple(row) for row in stored] == [*((k, f"n{k}") for k in range(count)), (count, None)]
 
 
-def test_update_many_sets_the_values_of_each_key_and_leaves_the_rest(engine):
+def test_update_many_sets_the_values_of_each_key_and_leaves_the_rest(engine, monkeypatch):
+    monkeypatch.setattr(bulk, "ROWS_PER_COPY", 2)  # PostgreSQL: two copies, one update
     with engine.begin() as conn:
         insert_many(
             conn,
