@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -91,10 +91,10 @@ def insert_many(
     `table`, `columns` and `conflict` (e.g. "on conflict do nothing") come from code. A
     statement may hold the same key twice, so `conflict` must not be a DO UPDATE (PostgreSQL
     refuses to update a row twice in one statement). On PostgreSQL the rows are copied
-    (`copy_insert`).
+    (`_copy_insert`).
     """
     if conn.dialect.driver == "psycopg2":
-        return copy_insert(conn, table, columns, rows, conflict)
+        return _copy_insert(conn, table, ", ".join(columns), rows, conflict)
     source = iter(rows)
     tail: list[tuple] = []
 
@@ -114,42 +114,53 @@ def insert_many(
     return inserted
 
 
-# Rows per COPY in `copy_insert`: memory for one page of text, a statement per page.
+# Rows per COPY in `_copy_insert` and `update_many`: one page of text in memory at a time.
 ROWS_PER_COPY = 50_000
 
 
-def copy_insert(
-    conn: sa.Connection,
-    table: str,
-    columns: Sequence[str],
-    rows: Iterable[tuple],
-    conflict: str = "",
-) -> int:
+def _copy_insert(conn: sa.Connection, table: str, names: str, rows: Iterable, conflict: str) -> int:
     """`insert_many` on PostgreSQL: the rows COPYed into a temporary table, then inserted from it.
 
     COPY is PostgreSQL's bulk path: rows go as data, with no statement text to parse, where a
     many-row INSERT was most of the systems' time there (py-spy, bench/RESULTS.md). The insert from
     the temporary table applies `conflict` and counts the new rows as the INSERT would.
     """
-    names = ", ".join(columns)
-    staged = f"copy_{table}"
-    # Made for this call's columns (a temporary table may be filled with other columns next time).
-    conn.exec_driver_sql(
-        f"create temporary table {staged} as "  # noqa: S608 - identifiers from code
-        f"select {names} from {table} with no data"
-    )
     inserted = 0
-    source = iter(rows)
-    with _driver_cursor(conn, f"copy {staged} ({names}) from stdin") as (cursor, statement):
-        while page := list(itertools.islice(source, ROWS_PER_COPY)):
-            cursor.copy_expert(statement, io.StringIO(_copy_text(page)))
+    with _copy_into_temporary(conn, table, names, "copy") as (cursor, staged, pages):
+        for _ in pages(rows):
             cursor.execute(
                 f"insert into {table} ({names}) select {names} from {staged} {conflict}"  # noqa: S608
             )
             inserted += max(cursor.rowcount, 0)
             cursor.execute(f"truncate {staged}")
-        cursor.execute(f"drop table {staged}")
     return inserted
+
+
+@contextmanager
+def _copy_into_temporary(
+    conn: sa.Connection, table: str, names: str, prefix: str
+) -> Iterator[tuple[Any, str, Callable[[Iterable[tuple]], Iterator[None]]]]:
+    """A temporary table of `table`'s columns `names`, made for this call and dropped after it.
+
+    Yields a cursor, the table's name and `pages(rows)`, which COPYs the rows into it a page at a
+    time, yielding after each page.
+    """
+    staged = f"{prefix}_{table}"
+    # Made for this call's columns (a temporary table may be filled with other columns next time).
+    conn.exec_driver_sql(
+        f"create temporary table {staged} as "  # noqa: S608 - identifiers from code
+        f"select {names} from {table} with no data"
+    )
+    with _driver_cursor(conn, f"copy {staged} ({names}) from stdin") as (cursor, statement):
+
+        def pages(rows: Iterable[tuple]) -> Iterator[None]:
+            source = iter(rows)
+            while page := list(itertools.islice(source, ROWS_PER_COPY)):
+                cursor.copy_expert(statement, io.StringIO(_copy_text(page)))
+                yield
+
+        yield cursor, staged, pages
+        cursor.execute(f"drop table {staged}")
 
 
 _NULL = "\\N"  # COPY's text format spells NULL as backslash-N
@@ -176,18 +187,12 @@ def update_many(
         execute_many(conn, f"update {table} set {sets} where {where}", rows)  # noqa: S608
         return
     names = ", ".join([*values, *keys])
-    staged = f"update_{table}"
-    conn.exec_driver_sql(
-        f"create temporary table {staged} as select {names} from {table} with no data"  # noqa: S608
-    )
-    source = iter(rows)
-    with _driver_cursor(conn, f"copy {staged} ({names}) from stdin") as (cursor, statement):
-        while page := list(itertools.islice(source, ROWS_PER_COPY)):
-            cursor.copy_expert(statement, io.StringIO(_copy_text(page)))
+    with _copy_into_temporary(conn, table, names, "update") as (cursor, staged, pages):
+        for _ in pages(rows):
+            pass
         sets = ", ".join(f"{name} = u.{name}" for name in values)
         where = " and ".join(f"{table}.{name} = u.{name}" for name in keys)
         cursor.execute(f"update {table} set {sets} from {staged} u where {where}")  # noqa: S608
-        cursor.execute(f"drop table {staged}")
 
 
 # Types whose str() is their COPY text, unless it holds a character to escape.
