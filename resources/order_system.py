@@ -48,7 +48,7 @@ DAY_FOLDER_RULE = "day folders are named YYYY-MM-DD, a real date"
 # Bytes per order in a batch file, a little under the simulator's (gzipped: 186 at SF 1, 207 at
 # SF 0.1, 307 at SF 0.01, whose small files compress worse; as text: 1,070 to 1,290). Sizing chunks
 # from a run's file sizes then errs towards more orders, that is smaller chunks.
-BYTES_PER_ORDER = {".jsonl.gz": 180, ".jsonl": 1_000}
+GZIPPED_BYTES_PER_ORDER, TEXT_BYTES_PER_ORDER = 180, 1_000
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,11 @@ class Batch:
 
 def estimated_orders(batches: Iterable[Batch]) -> int:
     """About how many orders the batch files hold, from their sizes, without reading them."""
-    gzipped, text = BYTES_PER_ORDER[".jsonl.gz"], BYTES_PER_ORDER[".jsonl"]
-    return sum(batch.size // (gzipped if batch.name.endswith(".gz") else text) for batch in batches)
+    return sum(
+        batch.size
+        // (GZIPPED_BYTES_PER_ORDER if batch.name.endswith(".gz") else TEXT_BYTES_PER_ORDER)
+        for batch in batches
+    )
 
 
 @dataclass

@@ -181,6 +181,7 @@ def allocations(
             context,
             done["rows"],
             "status, l_orderdate desc, l_orderkey",
+            chunks=done["chunks"],
             day_column="l_orderdate",
             lines_reserved=done["reserved"],
             lines_backordered=done["backordered"],

@@ -180,11 +180,12 @@ def replace_chunks(
     the chunk's in a transaction of its own. A chunk is idempotent: a step that fails keeps the
     chunks it wrote, and its retry redoes them with the systems' first answers. First come, first
     served decisions are the same as in one pass, as the chunks go in date order. Returns the
-    sums, with `rows` written.
+    sums, with `rows` written and the number of `chunks`.
     """
     totals: Counter = Counter()
     with warehouse.connect() as con:
         chunked = chunk_windows(context, con, orders_from)
+    totals["chunks"] = len(chunked)
     for number, (start, end) in enumerate(chunked, 1):
         frame, numbers = chunk_rows(start, end)
         with warehouse.transaction() as con:
@@ -206,10 +207,10 @@ def window_result(
     *,
     day_column: str = "o_orderdate",
     preview_rows: int = 5,
-    orders_from: str = ORDERS_TABLE,
+    chunks: int,
     **metadata: object,
 ) -> dg.MaterializeResult:
-    """The step's result over its whole window: `row_count`, `metadata`, chunks and a preview."""
+    """The step's result over its whole window: `row_count`, `metadata`, `chunks` and a preview."""
     return result_with_preview(
         con,
         row_count,
@@ -217,7 +218,7 @@ def window_result(
         f"order by {preview_order} limit {preview_rows}",
         window(context),
         **metadata,
-        chunks=len(chunk_windows(context, con, orders_from)),
+        chunks=chunks,
     )
 
 
@@ -321,6 +322,7 @@ def send_notices(
             context,
             done["rows"],
             "o_orderdate desc, o_orderkey",
+            chunks=done["chunks"],
             rejected=done["rejected"],
             notifier_call_s=round(done["seconds"], 3),
         )

@@ -139,7 +139,7 @@ def compensations(
             context,
             done["rows"],
             "o_orderdate desc, o_orderkey",
-            orders_from=INVOICES_TABLE,
+            chunks=done["chunks"],
             lines_released_now=done["released"],
             inventory_and_notifier_call_s=round(done["seconds"], 3),
         )

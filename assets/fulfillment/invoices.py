@@ -101,6 +101,7 @@ def invoices(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
             context,
             count,
             "o_orderdate desc, o_orderkey",
+            chunks=len(chunked),
             invoiced_cents=int(total),
         )
         off = rows(con, TIE_OUT_SQL, params * 3)

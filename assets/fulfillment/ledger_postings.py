@@ -217,7 +217,7 @@ def ledger_postings(
             context,
             done["rows"],
             "o_orderdate desc, o_orderkey, entry_key, line_number",
-            orders_from=INVOICES_TABLE,
+            chunks=done["chunks"],
             preview_rows=6,
             entries=done["entries"],
             entries_posted_now=done["posted"],

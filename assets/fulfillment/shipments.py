@@ -153,6 +153,7 @@ def shipments(
             context,
             done["rows"],
             "status, o_orderdate desc, o_orderkey",
+            chunks=done["chunks"],
             orders_shipped=done["orders"] - done["refused"] - done["cancelled"],
             orders_refused=done["refused"],
             orders_cancelled=done["cancelled"],

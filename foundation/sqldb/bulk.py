@@ -23,7 +23,7 @@ def driver_sql(conn: sa.Connection, sql: str) -> str:
 
 
 # Statements per round trip to a PostgreSQL server in `execute_many` (psycopg2's own executemany
-# makes one per row: the systems' per-chunk updates were most of their time on PostgreSQL).
+# makes a round trip per row).
 STATEMENTS_PER_ROUND_TRIP = 500
 
 
